@@ -1,0 +1,171 @@
+"""Generic convolutional blocks: Conv (conv-BN-activation), Bottleneck, the CSP family, SPP, Concat.
+
+Channel arithmetic follows the YOLOv4 YAML models of PyTorch_YOLOv4 (seeds 000/001 give the
+per-layer parameter counts these blocks reproduce). Every block that contains activations takes
+``act`` (a name from :data:`ACTIVATIONS`), so the activation is chosen per model or per YAML row.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "leaky": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "mish": lambda: nn.Mish(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "hswish": lambda: nn.Hardswish(inplace=True),
+    "linear": lambda: nn.Identity(),
+}
+
+
+def make_act(name: str) -> nn.Module:
+    """Activation module by name (leaky, mish, silu, relu, relu6, hswish, linear)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+def autopad(k: int, p: int | None = None) -> int:
+    """'Same' padding for an odd kernel."""
+    return k // 2 if p is None else p
+
+
+class Conv(nn.Module):
+    """Conv2d (no bias) -> BatchNorm2d -> activation."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
+                 act: str = "mish"):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce (by ``e``) then 3x3 back to ``c2``, with a residual when shapes allow."""
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5,
+                 act: str = "mish"):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = Conv(c_, c2, 3, 1, g=g, act=act)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class BottleneckCSP(nn.Module):
+    """CSP bottleneck (CSPNet): one path through ``n`` Bottlenecks, one plain 1x1 path; BN+act on the concat."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
+                 e: float = 0.5, act: str = "mish"):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
+        self.cv3 = nn.Conv2d(c_, c_, 1, 1, bias=False)
+        self.cv4 = Conv(2 * c_, c2, 1, 1, act=act)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = make_act(act)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y1 = self.cv3(self.m(self.cv1(x)))
+        y2 = self.cv2(x)
+        return self.cv4(self.act(self.bn(torch.cat((y1, y2), 1))))
+
+
+class BottleneckCSP2(nn.Module):
+    """CSP block of the YOLOv4 PAN: both paths start from one 1x1 conv; no shortcuts by default."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1,
+                 e: float = 0.5, act: str = "mish"):
+        super().__init__()
+        c_ = int(c2)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = nn.Conv2d(c_, c_, 1, 1, bias=False)
+        self.cv3 = Conv(2 * c_, c2, 1, 1, act=act)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = make_act(act)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.cv1(x)
+        y1 = self.m(x1)
+        y2 = self.cv2(x1)
+        return self.cv3(self.act(self.bn(torch.cat((y1, y2), 1))))
+
+
+def _max_pools(ks: tuple[int, ...]) -> nn.ModuleList:
+    return nn.ModuleList(nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2) for k in ks)
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling with a 1x1 reduce before and a 1x1 fuse after (YOLOv3-SPP / yolov5)."""
+
+    def __init__(self, c1: int, c2: int, k: tuple[int, ...] = (5, 9, 13), act: str = "mish"):
+        super().__init__()
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = Conv(c_ * (len(k) + 1), c2, 1, 1, act=act)
+        self.m = _max_pools(tuple(k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cv1(x)
+        return self.cv2(torch.cat([x] + [m(x) for m in self.m], 1))
+
+
+class SPPPool(nn.Module):
+    """The classic YOLOv4 SPP of seed 002: max-pools 13, 9, 5 concatenated with the input (no convs)."""
+
+    def __init__(self, k: tuple[int, ...] = (5, 9, 13)):
+        super().__init__()
+        self.m = _max_pools(tuple(sorted(k, reverse=True)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x) for m in self.m] + [x], 1)
+
+
+class SPPCSP(nn.Module):
+    """SPP inside a CSP split (YOLOv4-L neck): conv stack + pyramid on one path, 1x1 on the other."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1,
+                 e: float = 0.5, k: tuple[int, ...] = (5, 9, 13), act: str = "mish"):
+        super().__init__()
+        c_ = int(2 * c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
+        self.cv3 = Conv(c_, c_, 3, 1, act=act)
+        self.cv4 = Conv(c_, c_, 1, 1, act=act)
+        self.m = _max_pools(tuple(k))
+        self.cv5 = Conv((len(k) + 1) * c_, c_, 1, 1, act=act)
+        self.cv6 = Conv(c_, c_, 3, 1, act=act)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = make_act(act)
+        self.cv7 = Conv(2 * c_, c2, 1, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.cv4(self.cv3(self.cv1(x)))
+        y1 = self.cv6(self.cv5(torch.cat([x1] + [m(x1) for m in self.m], 1)))
+        y2 = self.cv2(x)
+        return self.cv7(self.act(self.bn(torch.cat((y1, y2), 1))))
+
+
+class Concat(nn.Module):
+    """Concatenate a list of tensors along ``dimension``."""
+
+    def __init__(self, dimension: int = 1):
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs, self.d)

@@ -1,0 +1,145 @@
+"""Hyperparameter configuration: one frozen object read from a hyp YAML.
+
+The hyp YAML is flat (yolov5-compatible keys). Every key is a field of :class:`Hyp`, grouped
+below by subject with one comment each. Unknown keys and values of the wrong type stop with a
+message naming the file and the key, before anything is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user's configuration file is wrong; the message names the file and the key or row."""
+
+
+BOX_LOSSES = ("iou", "giou", "diou", "ciou", "siou", "mse")
+LR_SCHEDULES = ("linear", "cosine", "step")
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
+
+
+@dataclass(frozen=True)
+class Hyp:
+    # --- optimiser -------------------------------------------------------------------------
+    optimizer: str = "SGD"          # SGD | Adam | AdamW (train.py --optimizer overrides)
+    lr0: float = 0.01               # initial learning rate
+    lrf: float = 0.01               # final lr = lr0 * lrf (linear and cosine schedules)
+    lr_schedule: str = "linear"     # linear | cosine | step
+    lr_steps: tuple = ()            # step schedule: ((epoch, lr), ...) absolute lrs from that epoch on
+    momentum: float = 0.937         # SGD momentum / Adam beta1
+    weight_decay: float = 0.0005    # applied to conv/linear weights only (not BN, not biases)
+    warmup_epochs: float = 3.0      # linear warm-up length (fractions allowed)
+    warmup_momentum: float = 0.8    # momentum at the start of warm-up
+    warmup_bias_lr: float = 0.1     # bias lr at the start of warm-up
+    nbs: int = 64                   # nominal batch size: gradients accumulate up to it
+    grad_clip: float = 10.0         # max gradient norm (0 disables)
+    ema_decay: float = 0.9999       # model EMA decay (0 disables EMA)
+    # --- loss ------------------------------------------------------------------------------
+    box_loss: str = "ciou"          # iou | giou | diou | ciou | siou | mse (YOLOv3 t-encoded SSE)
+    box: float = 0.05               # box loss gain
+    cls: float = 0.5                # class loss gain
+    obj: float = 1.0                # objectness loss gain (scaled with image size and levels)
+    cls_pw: float = 1.0             # class BCE positive weight
+    obj_pw: float = 1.0             # objectness BCE positive weight
+    iou_t: float = 0.20             # IoU training threshold (kept for yolov5 compatibility)
+    anchor_t: float = 4.0           # anchor-to-target size ratio threshold for assignment
+    fl_gamma: float = 0.0           # focal loss gamma (0 disables)
+    label_smoothing: float = 0.0    # class label smoothing epsilon
+    # --- augmentation ----------------------------------------------------------------------
+    hsv_h: float = 0.015            # hue jitter (fraction of the hue circle)
+    hsv_s: float = 0.7              # saturation gain jitter
+    hsv_v: float = 0.4              # value (exposure) gain jitter
+    degrees: float = 0.0            # rotation (+/- deg)
+    translate: float = 0.1          # translation (+/- fraction)
+    scale: float = 0.5              # scale gain (+/-)
+    shear: float = 0.0              # shear (+/- deg)
+    perspective: float = 0.0        # perspective (+/- fraction), 0..0.001
+    flipud: float = 0.0             # vertical flip probability
+    fliplr: float = 0.5             # horizontal flip probability
+    mosaic: float = 1.0             # mosaic probability
+    mixup: float = 0.0              # mixup probability
+    multi_scale_every: int = 10     # multi-scale: new image size every N batches (seed 004)
+    multi_scale_range: tuple = (0.5, 1.5)  # multi-scale bounds as fractions of --img-size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: key '{key}' must be a list, got {value!r}")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: key '{key}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: key '{key}' must be a number, got {value!r}")
+        return type(default)(value) if isinstance(default, float) else value
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{path}: key '{key}' must be a string, got {value!r}")
+    return value
+
+
+def hyp_from_dict(d: dict[str, Any], source: str = "<hyp>") -> Hyp:
+    """Validate a flat dict against :class:`Hyp` and return the frozen object."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a mapping of hyperparameters, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(Hyp)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    defaults = Hyp()
+    values = {k: _coerce(source, k, v, getattr(defaults, k)) for k, v in d.items()}
+    hyp = Hyp(**values)
+    _check(hyp, source)
+    return hyp
+
+
+def _check(h: Hyp, source: str) -> None:
+    if h.box_loss not in BOX_LOSSES:
+        raise ConfigError(f"{source}: key 'box_loss' must be one of {BOX_LOSSES}, got {h.box_loss!r}")
+    if h.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"{source}: key 'lr_schedule' must be one of {LR_SCHEDULES}, got {h.lr_schedule!r}")
+    if h.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"{source}: key 'optimizer' must be one of {OPTIMIZERS}, got {h.optimizer!r}")
+    if h.lr_schedule == "step":
+        for step in h.lr_steps:
+            if not (isinstance(step, tuple) and len(step) == 2):
+                raise ConfigError(f"{source}: key 'lr_steps' entries must be [epoch, lr], got {step!r}")
+    for name in ("lr0", "nbs", "anchor_t"):
+        if getattr(h, name) <= 0:
+            raise ConfigError(f"{source}: key '{name}' must be positive, got {getattr(h, name)!r}")
+    for name in ("flipud", "fliplr", "mosaic", "mixup"):
+        if not 0.0 <= getattr(h, name) <= 1.0:
+            raise ConfigError(f"{source}: key '{name}' is a probability in [0, 1], got {getattr(h, name)!r}")
+
+
+def load_hyp(path: str | Path) -> Hyp:
+    """Read a hyp YAML (``yaml.safe_load``) into a frozen :class:`Hyp`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"hyperparameter file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return hyp_from_dict(data, str(path))
+
+
+def replace(h: Hyp, **changes: Any) -> Hyp:
+    """A copy of ``h`` with some fields changed (validated again)."""
+    return hyp_from_dict({**h.to_dict(), **changes}, "<override>")
