@@ -9,7 +9,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A conv whose output equals ``bn(conv(x))`` with ``bn`` in eval mode."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                       conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
-    fused = fused.to(conv.weight.device)
+    fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
