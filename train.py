@@ -1,0 +1,79 @@
+"""Train any model YAML on any dataset YAML, on CPU or CUDA, one GPU or many (torchrun).
+
+    python train.py                                   # the main job: a small model on the embedded shapes set
+    python train.py --cfg configs/yolov4_resnet50.yaml --data data/coco_vehicles.yaml --img-size 640 --epochs 100
+    python train.py --resume                          # continue the latest run exactly
+    torchrun --nproc_per_node 2 train.py --cfg ... --data ... --sync-bn
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from utils.config import ConfigError
+
+LOGGER = logging.getLogger("train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cfg", default="configs/yolov4_n.yaml", help="model YAML")
+    ap.add_argument("--data", default="data/shapes.yaml", help="dataset YAML")
+    ap.add_argument("--hyp", default="configs/hyp.scratch.yaml", help="hyperparameter YAML")
+    ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=None, help="total batch size over all processes (default 16)")
+    ap.add_argument("--img-size", type=int, default=128, help="train and val image size (pixels)")
+    ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")
+    ap.add_argument("--workers", type=int, default=None, help="data loader workers per process (default 2)")
+    ap.add_argument("--project", default="runs/train")
+    ap.add_argument("--name", default="exp")
+    ap.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
+    ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run, or the given last.pt")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help="overrides the hyp YAML")
+    ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
+    ap.add_argument("--multi-scale", action="store_true", help="vary the image size every few batches (seed 004)")
+    ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
+    ap.add_argument("--patience", type=int, default=100, help="early stopping: epochs without improvement (0 = off)")
+    ap.add_argument("--freeze", type=int, nargs="+", default=[], help="freeze the first N layers, or these layer indices")
+    ap.add_argument("--cache", choices=("ram",), default=None, help="cache decoded images in RAM")
+    ap.add_argument("--amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
+                    help="mixed precision: auto = fp16 on CUDA, off on CPU")
+    ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="NMS kind for validation")
+    ap.add_argument("--iou-thres", type=float, default=0.65, help="validation NMS IoU threshold")
+    ap.add_argument("--noautoanchor", action="store_true", help="keep the YAML anchors even if k-means fits better")
+    ap.add_argument("--nan-retries", type=int, default=3, help="reloads of last.pt after repeated non-finite losses")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    opt = ap.parse_args(argv)
+    for key, default in (("batch_size", 16), ("workers", 2), ("device", "")):
+        setattr(opt, f"{key}_given", getattr(opt, key) is not None)
+        if getattr(opt, key) is None:
+            setattr(opt, key, default)
+    return opt
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    opt = parse_args(argv)
+    from utils.training import Trainer, TrainingStopped, fit
+    try:
+        trainer = Trainer(opt)
+        if opt.cos_lr and not opt.resume:
+            from utils.config import replace
+            trainer.hyp = replace(trainer.hyp, lr_schedule="cosine")
+        summary = fit(trainer)
+    except (ConfigError, TrainingStopped) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: weights/last.pt holds the last finished epoch; continue with --resume", file=sys.stderr)
+        return 130
+    if summary["save_dir"]:
+        print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

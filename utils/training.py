@@ -1,0 +1,319 @@
+"""Everything train.py does, as build_* steps around the one epoch loop of utils.engine.
+
+The options namespace (from train.py's parser, or restored from a checkpoint on --resume) flows
+into the builders; the Hyp object is read-only. Rank 0 evaluates, logs and writes checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.yolo import Model
+from utils import dist
+from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
+from utils.ema import ModelEMA, unwrap
+from utils.engine import (EvalSettings, LoopSettings, LoopState, NonFiniteLossError, evaluate, format_table,
+                          is_finite_model, results_row, train_one_epoch)
+from utils.loss import build_criterion
+from utils.runs import append_csv, increment_path, save_yaml, truncate_csv
+from utils.schedule import build_optimizer, warmup_iterations
+
+LOGGER = logging.getLogger(__name__)
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (repeated non-finite losses); the message says why and what to do."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def select_device(spec: str, local_rank: int = -1) -> torch.device:
+    """``cpu``, ``0``/``cuda:0``/``cuda``, or ``''`` (CUDA when available). Under DDP: the local GPU."""
+    spec = str(spec).strip().lower()
+    if spec == "cpu" or (spec == "" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+    if local_rank >= 0:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    index = spec.replace("cuda:", "").replace("cuda", "0") or "0"
+    return torch.device("cuda", int(index.split(",")[0]))
+
+
+def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    if choice == "off" or (choice == "auto" and device.type != "cuda"):
+        return None
+    if choice in ("auto", "fp16"):
+        return torch.float16
+    return torch.bfloat16
+
+
+def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
+    """Options of the run being resumed, with --device/--batch-size/--workers/--epochs overrides."""
+    if opt.resume is True or opt.resume == "":
+        found = sorted(Path(opt.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(f"--resume: no runs with weights/last.pt under {opt.project}")
+        path = found[-1]
+    else:
+        path = Path(opt.resume)
+    ckpt = load_checkpoint(path)
+    saved = argparse.Namespace(**ckpt["opt"])
+    for key in ("device", "batch_size", "workers"):
+        if getattr(opt, f"{key}_given", False):
+            setattr(saved, key, getattr(opt, key))
+    saved.resume, saved.save_dir = str(path), str(path.parent.parent)
+    return saved, path
+
+
+def _transfer_weights(model: nn.Module, path: str) -> None:
+    ckpt = load_checkpoint(path)
+    src = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    own = model.state_dict()
+    kept = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(kept, strict=False)
+    LOGGER.info("transferred %d/%d tensors from %s", len(kept), len(own), path)
+
+
+def _freeze(model: nn.Module, freeze: list[int]) -> None:
+    layers = set(range(freeze[0])) if len(freeze) == 1 else set(freeze)
+    for name, p in model.named_parameters():
+        if name.startswith("model.") and int(name.split(".")[1]) in layers:
+            p.requires_grad_(False)
+
+
+def build_data(opt: argparse.Namespace):
+    from utils.data_config import ensure_dataset, load_data_config
+    from utils.datasets import load_split
+    cfg = load_data_config(opt.data)
+    if dist.is_main():
+        ensure_dataset(cfg, download=True)
+    dist.barrier()
+    return load_split(cfg, "train"), load_split(cfg, "val")
+
+
+def build_model(opt: argparse.Namespace, nc: int, device: torch.device) -> Model:
+    model = Model(opt.cfg, nc=nc)
+    if opt.weights:
+        _transfer_weights(model, opt.weights)
+    if opt.freeze:
+        _freeze(model, opt.freeze)
+    return model.to(device)
+
+
+def _check_anchors(model: Model, info, hyp: Hyp, img_size: int) -> None:
+    from utils.anchors import check_anchors
+    det = model.detect
+    bpr, new = check_anchors(info, det.anchors.view(-1, 2).cpu().numpy(), hyp.anchor_t, img_size)
+    LOGGER.info("anchors: best possible recall %.4f", bpr)
+    if new is not None:
+        det.anchors.copy_(torch.as_tensor(new, dtype=det.anchors.dtype).view_as(det.anchors))
+        LOGGER.info("anchors: replaced by k-means anchors (better recall on this dataset)")
+
+
+class Trainer:
+    """Holds the built pieces of one run; ``fit()`` is the epoch loop."""
+
+    def __init__(self, opt: argparse.Namespace):
+        self.rank, local_rank, self.world = dist.world()
+        self.device = select_device(opt.device, local_rank)
+        if self.world > 1:
+            dist.init(self.device)
+        resume_path = None
+        if opt.resume:
+            opt, resume_path = resolve_resume(opt)
+        self.opt = opt
+        ckpt = load_checkpoint(resume_path) if resume_path else None
+        hyp = hyp_from_dict(ckpt["hyp"], str(resume_path)) if ckpt else load_hyp(opt.hyp)
+        self.hyp = replace(hyp, optimizer=opt.optimizer) if opt.optimizer and opt.optimizer != hyp.optimizer else hyp
+        seed_everything(opt.seed + max(self.rank, 0))
+        self.save_dir = Path(opt.save_dir) if resume_path else increment_path(Path(opt.project) / opt.name, opt.exist_ok)
+        self.save_dir = Path(dist.broadcast_object(str(self.save_dir)))
+        self.wdir = self.save_dir / "weights"
+        self.train_info, self.val_info = build_data(opt)
+        self.names = self.train_info.names
+        self.model = build_model(opt, len(self.names), self.device)
+        gs = int(self.model.stride.max())
+        if opt.img_size % gs:
+            raise ConfigError(f"--img-size {opt.img_size} must be a multiple of the largest stride {gs}")
+        if not ckpt and not opt.noautoanchor and dist.is_main():
+            _check_anchors(self.model, self.train_info, self.hyp, opt.img_size)
+        self._build_optimisation(opt, gs)
+        self.start_epoch, self.best_fitness, self.loop = 0, -1.0, LoopState()
+        if ckpt:
+            self._restore(ckpt)
+        self._build_loaders(opt, gs)
+
+    def _build_optimisation(self, opt: argparse.Namespace, gs: int) -> None:
+        hyp = self.hyp
+        self.accumulate = max(round(hyp.nbs / opt.batch_size), 1)
+        wd = hyp.weight_decay * opt.batch_size * self.accumulate / hyp.nbs
+        self.optimizer = build_optimizer(self.model, hyp.optimizer, hyp.lr0, hyp.momentum, wd)
+        self.amp = amp_dtype(opt.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.ema = ModelEMA(self.model, hyp.ema_decay) if hyp.ema_decay > 0 and dist.is_main() else None
+        self.criterion = build_criterion(self.model, hyp, image_size=opt.img_size)
+        if self.world > 1:
+            if opt.sync_bn:
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def _build_loaders(self, opt: argparse.Namespace, gs: int) -> None:
+        from utils.loader import MultiScale, build_dataloader
+        bs = opt.batch_size // self.world
+        self.train_loader = build_dataloader(self.train_info, opt.img_size, bs, self.hyp, augment=True, shuffle=True,
+                                             workers=opt.workers, seed=opt.seed, cache_ram=opt.cache == "ram",
+                                             rank=self.rank, world_size=self.world, stride=gs)
+        self.val_loader = build_dataloader(self.val_info, opt.img_size, bs * 2, self.hyp, workers=opt.workers,
+                                           stride=gs, rect=True) if dist.is_main() else None
+        self.multi_scale = MultiScale.from_hyp(opt.img_size, self.hyp, gs, opt.seed) if opt.multi_scale else None
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.ema.load_state_dict(ckpt["ema"])
+            self.ema.updates = ckpt["ema_updates"]
+        self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
+        self.loop = LoopState(iteration=ckpt["loop"]["iteration"], last_opt_step=ckpt["loop"]["last_opt_step"])
+        set_rng_state(ckpt["rng"])
+        LOGGER.info("resuming from epoch %d of %d", self.start_epoch + 1, self.opt.epochs)
+
+    def checkpoint(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        return {"epoch": epoch, "best_fitness": self.best_fitness, "model_cfg": unwrap(self.model).yaml,
+                "names": list(self.names), "category_ids": list(self.train_info.category_ids),
+                "model": unwrap(self.model).state_dict(),
+                "ema": self.ema.ema.state_dict() if self.ema else None,
+                "ema_updates": self.ema.updates if self.ema else 0,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "loop": {"iteration": self.loop.iteration, "last_opt_step": self.loop.last_opt_step},
+                "rng": rng_state(), "hyp": self.hyp.to_dict(), "opt": _plain_opt(self.opt), "metrics": metrics}
+
+    def settings(self) -> LoopSettings:
+        nb = len(self.train_loader)
+        return LoopSettings(self.device, self.opt.epochs, self.accumulate, warmup_iterations(self.hyp, nb),
+                            self.amp, show_progress=dist.is_main() and not self.opt.quiet)
+
+
+def _plain_opt(opt: argparse.Namespace) -> dict[str, Any]:
+    """Options as plain data (checkpoints must load with weights_only=True)."""
+    out = {}
+    for k, v in vars(opt).items():
+        if isinstance(v, Path):
+            v = str(v)
+        if isinstance(v, (str, int, float, bool, list, type(None))):
+            out[k] = v
+    return out
+
+
+class _Logger:
+    """Rank-0 outputs of a run: options, hyp, results.csv, TensorBoard scalars, plots."""
+
+    def __init__(self, t: Trainer):
+        from torch.utils.tensorboard import SummaryWriter
+        from utils.plots import plot_labels
+        t.wdir.mkdir(parents=True, exist_ok=True)
+        save_yaml(t.save_dir / "hyp.yaml", t.hyp.to_dict())
+        save_yaml(t.save_dir / "opt.yaml", _plain_opt(t.opt))
+        self.csv = t.save_dir / "results.csv"
+        if t.start_epoch:
+            truncate_csv(self.csv, t.start_epoch)
+        else:
+            self.csv.unlink(missing_ok=True)
+            plot_labels(t.train_info.records, t.names, t.save_dir / "labels.png")
+        self.tb = SummaryWriter(str(t.save_dir))
+        self.t = t
+
+    def first_batch(self, imgs: torch.Tensor, targets: torch.Tensor) -> None:
+        from utils.plots import plot_batch
+        plot_batch(imgs, targets, self.t.names, self.t.save_dir / "train_batch0.jpg")
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        append_csv(self.csv, row)
+        for k, v in row.items():
+            if k != "epoch":
+                self.tb.add_scalar(k, v, row["epoch"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        from utils.plots import plot_results
+        plot_results(self.csv, self.t.save_dir / "results.png")
+        self.tb.close()
+
+
+def _recover(t: Trainer, err: NonFiniteLossError, retries: int) -> int:
+    """Reload last.pt after repeated non-finite losses; returns the epoch to restart from."""
+    last = t.wdir / "last.pt"
+    if retries > t.opt.nan_retries or not last.exists():
+        why = "no last.pt to reload yet" if not last.exists() else f"still failing after {retries - 1} reload(s)"
+        raise TrainingStopped(f"training stopped: {err}; {why}. Lower the learning rate (hyp lr0), check the "
+                              f"data for extreme boxes, or disable AMP (--amp off).") from None
+    LOGGER.warning("%s: reloading %s (attempt %d of %d)", err, last, retries, t.opt.nan_retries)
+    t._restore(load_checkpoint(last))
+    return t.start_epoch
+
+
+def fit(t: Trainer) -> dict[str, Any]:
+    """The epoch loop: train, evaluate (rank 0, EMA weights), checkpoint, early-stop."""
+    opt, main = t.opt, dist.is_main()
+    log = _Logger(t) if main else None
+    s = t.settings()
+    ev = EvalSettings(iou_thres=opt.iou_thres, nms=opt.nms)
+    epoch, retries, stale, result = t.start_epoch, 0, 0, None
+    while epoch < opt.epochs:
+        t.train_loader.sampler.set_epoch(epoch)
+        hook = log.first_batch if (main and epoch == 0) else None
+        try:
+            losses = train_one_epoch(t.model, t.criterion, t.train_loader, t.optimizer, t.scaler, t.ema, t.hyp,
+                                     epoch, s, t.loop, t.multi_scale, first_batch_hook=hook)
+            if not is_finite_model(t.model):
+                raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
+        except NonFiniteLossError as err:
+            retries += 1
+            epoch = _recover(t, err, retries)
+            continue
+        stop = False
+        if main:
+            result = evaluate(t.ema.ema if t.ema else t.model, t.val_loader, t.val_info.records, t.names, ev,
+                              t.device, t.criterion, show_progress=not opt.quiet)
+            fitness = result.metrics.fitness
+            stale = 0 if fitness > t.best_fitness else stale + 1
+            improved = fitness > t.best_fitness
+            t.best_fitness = max(fitness, t.best_fitness)
+            row = results_row(epoch, losses, result, [g["lr"] for g in t.optimizer.param_groups])
+            ckpt = t.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")})
+            save_checkpoint(ckpt, t.wdir / "last.pt")
+            if improved:
+                save_checkpoint(ckpt, t.wdir / "best.pt")
+            log.epoch(row)
+            LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
+            stop = opt.patience > 0 and stale >= opt.patience
+            if stop:
+                LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
+        epoch += 1
+        if dist.broadcast_object(stop):
+            break
+    if main:
+        log.close()
+    dist.barrier()
+    m = result.metrics if result else None
+    return {"save_dir": str(t.save_dir), "map50": m.map50 if m else math.nan, "map": m.map if m else math.nan,
+            "best_fitness": t.best_fitness}
