@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from utils.config import Hyp
 from utils.ema import ModelEMA, unwrap
-from utils.metrics import DetectionMetrics, ImageDet, ImageGT, detection_metrics
+from utils.metrics import DetectionMetrics, ImageDet, detection_metrics, ground_truth
 from utils.nms import non_max_suppression, scale_boxes
 from utils.schedule import set_lr
 
@@ -144,11 +144,6 @@ class EvalResult:
     speed_ms: dict[str, float]           # per image: preprocess, inference, nms
 
 
-def ground_truth(records) -> list[ImageGT]:
-    """Evaluation ground truth from dataset records; VOC 'difficult' boxes are ignore regions like crowds."""
-    return [ImageGT(r.boxes_xyxy.astype(np.float64), r.classes, r.iscrowd | r.difficult, r.area) for r in records]
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, records, names: list[str], settings: EvalSettings,
              device: torch.device, criterion=None, show_progress: bool = True) -> EvalResult:
@@ -177,7 +172,7 @@ def evaluate(model: nn.Module, loader, records, names: list[str], settings: Eval
             boxes = scale_boxes(det[:, :4], tuple(x.shape[2:]), tuple(shape[0]), shape[1]).cpu().numpy()
             dets[idx] = ImageDet(boxes.astype(np.float64), det[:, 4].cpu().numpy(), det[:, 5].long().cpu().numpy())
         t += (t1 - t0, t2 - t1, time.perf_counter() - t2)
-    order = sorted(dets)
+    order = sorted(dets, key=lambda i: (records[i].image_id, i))  # pycocotools breaks score ties by image id
     metrics = detection_metrics(ground_truth([records[i] for i in order]), [dets[i] for i in order],
                                 len(names), names)
     model.train(was_training)

@@ -55,6 +55,12 @@ class ImageDet:
     classes: np.ndarray
 
 
+def ground_truth(records) -> list[ImageGT]:
+    """Evaluation ground truth from dataset records (``utils.records.ImageRecord``); VOC
+    'difficult' boxes count as ignore regions, like COCO crowds."""
+    return [ImageGT(r.boxes_xyxy.astype(np.float64), r.classes, r.iscrowd | r.difficult, r.area) for r in records]
+
+
 @dataclass
 class CocoEval:
     """``stats`` [12] in :data:`STAT_NAMES` order (-1 when undefined); ``precision`` [T, R, K, A, M]
