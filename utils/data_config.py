@@ -1,0 +1,231 @@
+"""Dataset YAML: loading, validation and the explicit download step.
+
+Keys (yolov5-compatible, plus ``format``, ``*_annotations`` and ``labels``)::
+
+    path: ../datasets/coco   # dataset root; a relative path resolves against the YAML's folder
+    format: coco             # coco | yolo | voc (inferred when absent, see infer_format)
+    train: images/train2017  # image folder, list file, or a list of either (relative to path)
+    val: images/val2017
+    test: ...                # optional
+    train_annotations: annotations/instances_train2017.json   # coco only, one per split
+    val_annotations: annotations/instances_val2017.json
+    names: [car, bus]        # class names (coco/voc: keep only these categories, in this order;
+                             # absent: all categories, COCO in ascending category id, VOC sorted)
+    nc: 2                    # optional, must equal len(names)
+    labels: labels           # yolo only: folder name that replaces the last "images" path part
+    download: data/scripts/get_coco.sh   # optional script (.sh/.py) or URL, run only on request
+
+Every problem raises :class:`utils.config.ConfigError` naming the YAML file and the key.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import subprocess
+import tarfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from utils.config import ConfigError
+
+LOGGER = logging.getLogger(__name__)
+
+FORMATS = ("coco", "yolo", "voc")
+SPLITS = ("train", "val", "test")
+KNOWN_KEYS = {"path", "format", "names", "nc", "download", "labels", *SPLITS, *(f"{s}_annotations" for s in SPLITS)}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A validated dataset YAML. Paths are absolute; ``splits`` maps split -> its sources."""
+
+    yaml_path: Path
+    root: Path
+    format: str
+    splits: dict[str, tuple[Path, ...]]
+    annotations: dict[str, Path]
+    names: tuple[str, ...] | None
+    labels: str = "labels"
+    download: str | None = None
+
+    def sources(self, split: str) -> tuple[Path, ...]:
+        """The image folders / list files of ``split``; ConfigError when the YAML has no such key."""
+        if split not in self.splits:
+            raise ConfigError(f"{self.yaml_path}: key '{split}' is missing (needed for the {split} split)")
+        return self.splits[split]
+
+
+def _as_list(source: str, key: str, value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigError(f"{source}: key '{key}' must be a path or a list of paths, got {value!r}")
+    return items
+
+
+def _names(source: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, dict):  # yolov5 style {0: a, 1: b}
+        keys = sorted(value)
+        if keys != list(range(len(keys))):
+            raise ConfigError(f"{source}: key 'names' as a mapping needs keys 0..n-1, got {keys}")
+        value = [value[k] for k in keys]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{source}: key 'names' must be a non-empty list of strings, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{source}: key 'names' has duplicates: {value}")
+    return tuple(value)
+
+
+def infer_format(d: dict[str, Any], root: Path) -> str:
+    """coco when any ``*_annotations`` key is set; voc when the root (or a VOC year folder under it)
+    holds ``Annotations/`` or a split points into ``ImageSets``; yolo otherwise."""
+    if any(f"{s}_annotations" in d for s in SPLITS):
+        return "coco"
+    split_text = " ".join(str(d.get(s, "")) for s in SPLITS)
+    if "ImageSets" in split_text or (root / "Annotations").is_dir() or any(root.glob("*/Annotations")):
+        return "voc"
+    return "yolo"
+
+
+def data_config_from_dict(d: dict[str, Any], yaml_path: str | Path) -> DataConfig:
+    """Validate the mapping read from ``yaml_path`` (used for messages and relative paths)."""
+    yaml_path = Path(yaml_path)
+    src = str(yaml_path)
+    if not isinstance(d, dict):
+        raise ConfigError(f"{src}: expected a mapping of dataset keys, got {type(d).__name__}")
+    unknown = sorted(set(d) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{src}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(KNOWN_KEYS))}")
+    if "path" not in d or not isinstance(d["path"], str):
+        raise ConfigError(f"{src}: key 'path' (the dataset root folder) is missing or not a string")
+    root = Path(d["path"]).expanduser()
+    root = (root if root.is_absolute() else yaml_path.resolve().parent / root).resolve()
+    fmt = d.get("format") or infer_format(d, root)
+    if fmt not in FORMATS:
+        raise ConfigError(f"{src}: key 'format' must be one of {FORMATS}, got {fmt!r}")
+    for key in ("train", "val"):
+        if key not in d:
+            raise ConfigError(f"{src}: key '{key}' is missing")
+    splits = {s: tuple(root / p for p in _as_list(src, s, d[s])) for s in SPLITS if s in d}
+    annotations = {}
+    for s in SPLITS:
+        key = f"{s}_annotations"
+        if key in d:
+            if fmt != "coco":
+                raise ConfigError(f"{src}: key '{key}' is only valid with format coco (format is {fmt})")
+            if not isinstance(d[key], str):
+                raise ConfigError(f"{src}: key '{key}' must be one COCO JSON path, got {d[key]!r}")
+            annotations[s] = root / d[key]
+        elif fmt == "coco" and s in splits:
+            raise ConfigError(f"{src}: key '{key}' is missing (format coco needs one JSON per split)")
+    names = _names(src, d["names"]) if d.get("names") is not None else None
+    if fmt == "yolo" and names is None:
+        raise ConfigError(f"{src}: key 'names' is required for format yolo (labels hold class indices only)")
+    if "nc" in d and (not isinstance(d["nc"], int) or (names is not None and d["nc"] != len(names))):
+        raise ConfigError(f"{src}: key 'nc' must equal the number of names ({len(names or ())}), got {d['nc']!r}")
+    labels = d.get("labels", "labels")
+    if not isinstance(labels, str) or not labels or "/" in labels:
+        raise ConfigError(f"{src}: key 'labels' must be a folder name (no '/'), got {labels!r}")
+    download = d.get("download")
+    if download is not None and not isinstance(download, str):
+        raise ConfigError(f"{src}: key 'download' must be a script path or URL, got {download!r}")
+    return DataConfig(yaml_path, root, fmt, splits, annotations, names, labels, download)
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    """Read and validate a dataset YAML (``yaml.safe_load``). Nothing on disk is checked yet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"dataset YAML not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return data_config_from_dict(data if data is not None else {}, path)
+
+
+def missing_paths(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val")) -> list[str]:
+    """Human-readable list of what is absent on disk: ``"key 'val': /abs/path"``."""
+    if not cfg.root.is_dir():
+        return [f"key 'path': {cfg.root}"]
+    missing = []
+    for s in splits:
+        missing += [f"key '{s}': {p}" for p in cfg.sources(s) if not p.exists()]
+        if s in cfg.annotations and not cfg.annotations[s].is_file():
+            missing.append(f"key '{s}_annotations': {cfg.annotations[s]}")
+    return missing
+
+
+def ensure_dataset(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"), download: bool = False) -> None:
+    """Raise ConfigError when the dataset is absent, unless ``download`` is True and the YAML has a
+    ``download`` entry: then run it (logged) and check again. ``train.py`` calls this once."""
+    missing = missing_paths(cfg, splits)
+    if not missing:
+        return
+    what = "; ".join(missing)
+    if not download or not cfg.download:
+        hint = f" (the YAML's 'download' entry {cfg.download!r} can fetch it)" if cfg.download else ""
+        raise ConfigError(f"{cfg.yaml_path}: dataset not found: {what}{hint}")
+    LOGGER.info("dataset %s not found (%s); running download: %s", cfg.root, what, cfg.download)
+    run_download(cfg)
+    missing = missing_paths(cfg, splits)
+    if missing:
+        raise ConfigError(f"{cfg.yaml_path}: download {cfg.download!r} finished but still missing: "
+                          f"{'; '.join(missing)}")
+
+
+def _resolve_script(cfg: DataConfig, script: str) -> Path:
+    p = Path(script).expanduser()
+    candidates = [p] if p.is_absolute() else [cfg.yaml_path.resolve().parent / p, REPO_ROOT / p, Path.cwd() / p]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f"{cfg.yaml_path}: key 'download': script {script} not found (looked in "
+                      f"{', '.join(str(c.parent) for c in candidates)})")
+
+
+def run_download(cfg: DataConfig) -> None:
+    """Run the YAML's ``download`` entry for ``cfg.root``.
+
+    * ``http(s)://...``: the file is fetched into ``root.parent`` and unpacked there if a zip/tar.
+    * ``*.py``: the script is imported and its ``download(root: Path)`` function called in-process.
+    * other scripts: ``bash <script> <root>``.
+    """
+    spec = cfg.download
+    if not spec:
+        raise ConfigError(f"{cfg.yaml_path}: key 'download' is not set; nothing to run")
+    if spec.startswith(("http://", "https://")):
+        _download_url(spec, cfg.root.parent)
+        return
+    script = _resolve_script(cfg, spec)
+    if script.suffix == ".py":
+        module_spec = importlib.util.spec_from_file_location(f"_download_{script.stem}", script)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        if not hasattr(module, "download"):
+            raise ConfigError(f"{cfg.yaml_path}: key 'download': {script} has no download(root) function")
+        module.download(cfg.root)
+    else:
+        subprocess.run(["bash", str(script), str(cfg.root)], check=True)
+
+
+def _download_url(url: str, dest_dir: Path) -> None:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / url.rstrip("/").split("/")[-1]
+    LOGGER.info("downloading %s -> %s", url, target)
+    with urllib.request.urlopen(url) as r, open(target, "wb") as f:  # noqa: S310 (user-given URL)
+        shutil.copyfileobj(r, f)
+    if zipfile.is_zipfile(target):
+        with zipfile.ZipFile(target) as z:
+            z.extractall(dest_dir)
+        target.unlink()
+    elif tarfile.is_tarfile(target):
+        with tarfile.open(target) as t:
+            t.extractall(dest_dir, filter="data")
+        target.unlink()
