@@ -27,7 +27,8 @@ from utils.augment import letterbox
 from utils.checkpoint import CheckpointError, load_model
 from utils.config import ConfigError
 from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
-from utils.sources import Frame, SourceError, increment_path, iter_frames, resolve_source
+from utils.runs import increment_path
+from utils.sources import Frame, SourceError, iter_frames, resolve_source
 
 LOGGER = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cfg", default="configs/yolov4_n.yaml", help="model YAML")
     ap.add_argument("--data", default="data/shapes.yaml", help="dataset YAML")
-    ap.add_argument("--hyp", default="configs/hyp.scratch.yaml", help="hyperparameter YAML")
+    ap.add_argument("--hyp", default="configs/hyp.shapes.yaml", help="hyperparameter YAML (hyp.scratch.yaml: yolov5-style long runs)")
     ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=None, help="total batch size over all processes (default 16)")

@@ -20,7 +20,8 @@ import torch
 from models.yolo import Model, load_model_cfg
 from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
 from utils.checkpoint import save_checkpoint
-from utils.sources import SourceError, increment_path, resolve_source
+from utils.runs import increment_path
+from utils.sources import SourceError, resolve_source
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO128 = ROOT / ".." / "shared" / "datasets" / "coco128"

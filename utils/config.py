@@ -7,7 +7,7 @@ message naming the file and the key, before anything is built.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Hyp:
     nbs: int = 64                   # nominal batch size: gradients accumulate up to it
     grad_clip: float = 10.0         # max gradient norm (0 disables)
     ema_decay: float = 0.9999       # model EMA decay (0 disables EMA)
+    bn_momentum: float = 0.03       # BatchNorm running-stat momentum (short runs: 0.1, or eval lags training)
     # --- loss ------------------------------------------------------------------------------
     box_loss: str = "ciou"          # iou | giou | diou | ciou | siou | mse (YOLOv3 t-encoded SSE)
     box: float = 0.05               # box loss gain

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,14 @@ import yaml
 
 
 def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
-    """``runs/train/exp`` if free (or ``exist_ok``), else the first free ``exp2``, ``exp3`` ..."""
+    """``runs/train/exp`` if free (or ``exist_ok``), else the first free of ``exp2, exp3, ...`` (not created)."""
     path = Path(path)
     if exist_ok or not path.exists():
         return path
-    pattern = re.compile(rf"^{re.escape(path.name)}(\d+)$")
-    taken = [int(m.group(1)) for p in path.parent.glob(f"{path.name}*") if (m := pattern.match(p.name))]
-    return path.with_name(f"{path.name}{max(taken + [1]) + 1}")
+    n = 2
+    while (path.parent / f"{path.name}{n}").exists():
+        n += 1
+    return path.parent / f"{path.name}{n}"
 
 
 def save_yaml(path: Path, data: dict[str, Any]) -> None:

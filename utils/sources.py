@@ -141,17 +141,3 @@ def iter_frames(files: list[Path]) -> Iterator[Frame]:
             yield from _video_frames(path)
         else:
             yield Frame(path, read_image(path))
-
-
-def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
-    """``runs/detect/exp`` -> the first free name of ``exp, exp2, exp3, ...`` (not created).
-
-    With ``exist_ok`` the path is returned as given, even if it exists.
-    """
-    path = Path(path)
-    if exist_ok or not path.exists():
-        return path
-    n = 2
-    while (path.parent / f"{path.name}{n}").exists():
-        n += 1
-    return path.parent / f"{path.name}{n}"

@@ -1,0 +1,270 @@
+"""Training: schedules, EMA, checkpoints (atomic, weights_only), the NaN guard, exact resume after
+kill -9, a 2-rank DDP smoke run, and a small learning test."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import Hyp, replace
+from utils.ema import ModelEMA
+from utils.schedule import build_optimizer, lr_factor, set_lr
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+# ------------------------------------------------------------------------------ schedules / EMA
+def test_step_schedule_is_seed_003():
+    # seed 003: lr 1e-4 for epochs 0-29, 5e-5 from 30, 1e-5 from 50
+    h = Hyp(lr0=1e-4, lr_schedule="step", lr_steps=((30, 5e-5), (50, 1e-5)))
+    lrs = [h.lr0 * lr_factor(h, 100, e) for e in (0, 29, 30, 49, 50, 99)]
+    assert lrs == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 1e-5, 1e-5])
+
+
+def test_cosine_and_linear_schedules():
+    h = Hyp(lr_schedule="cosine", lrf=0.0)
+    # eta_t = eta_max (1 + cos(pi t / T)) / 2: 1 at t=0, 1/2 at T/2, (1 + cos(pi/4))/2 at T/4
+    assert lr_factor(h, 100, 0) == pytest.approx(1.0)
+    assert lr_factor(h, 100, 50) == pytest.approx(0.5)
+    assert lr_factor(h, 100, 25) == pytest.approx((1 + 2 ** -0.5) / 2)
+    lin = Hyp(lr_schedule="linear", lrf=0.01)
+    assert lr_factor(lin, 10, 0) == pytest.approx(1.0) and lr_factor(lin, 10, 10) == pytest.approx(0.01)
+
+
+def test_warmup_and_parameter_groups():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    opt = build_optimizer(model, "SGD", 0.01, 0.937, 5e-4)
+    sizes = [sum(p.numel() for p in g["params"]) for g in opt.param_groups]
+    assert sizes == [4, 3 * 4 * 9 + 4 * 2, 4 + 4 + 2]       # BN weights | conv weights | all biases (BN's too)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 5e-4, 0.0]
+    h = Hyp(lr0=0.01, warmup_bias_lr=0.1, warmup_momentum=0.8, lr_schedule="linear", lrf=0.01)
+    set_lr(opt, h, epochs=10, epoch=0, ni=0, nw=100)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.0, 0.0, 0.1])
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
+    set_lr(opt, h, epochs=10, epoch=0, ni=50, nw=100)       # half way: lr0/2 and (0.1 + lr0)/2
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005, 0.055])
+    set_lr(opt, h, epochs=10, epoch=5, ni=500, nw=100)      # after warm-up: lr0 * ((1 - 0.5) * 0.99 + 0.01)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.00505] * 3)
+
+
+def test_ema_update_formula():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(model.weight, 0.0)
+    ema = ModelEMA(model, decay=0.9, tau=1.0)
+    torch.nn.init.constant_(model.weight, 1.0)
+    ema.update(model)                         # d = 0.9 (1 - e^-1) = 0.5689; ema = (1 - d) * 1
+    d = 0.9 * (1 - torch.exp(torch.tensor(-1.0)))
+    assert ema.ema.weight.item() == pytest.approx(float(1 - d))
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_roundtrip_weights_only(tmp_path):
+    path = tmp_path / "w" / "last.pt"
+    save_checkpoint({"epoch": 3, "model": {"w": torch.ones(2)}, "opt": {"lr": 0.1}, "names": ["a"]}, path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["kind"] == "yolo-checkpoint" and raw["epoch"] == 3
+    assert load_checkpoint(path)["model"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def crash(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]   # no temp file left
+
+
+def test_foreign_files_are_refused(tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "t.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint of this framework"):
+        load_checkpoint(tmp_path / "t.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+# ------------------------------------------------------------------------------ NaN guard
+class _NaNAfter:
+    """Wraps a criterion; returns a NaN box loss from call ``start`` on."""
+
+    def __init__(self, inner, start: int):
+        self.inner, self.start, self.calls = inner, start, 0
+
+    def __call__(self, preds, targets):
+        self.calls += 1
+        loss, items = self.inner(preds, targets)
+        if self.calls >= self.start:
+            items = dict(items, box=torch.tensor(float("nan")))
+            loss = loss * float("nan")
+        return loss, items
+
+
+@pytest.fixture(scope="module")
+def shapes_yaml(tmp_path_factory) -> Path:
+    """A small generated shapes dataset (32 train / 16 val) and its data YAML."""
+    sys.path.insert(0, str(ROOT / "data" / "scripts"))
+    from make_shapes import make_shapes
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root / "shapes", n_train=32, n_val=16, seed=1)
+    y = root / "shapes.yaml"
+    y.write_text(yaml.safe_dump({"path": str(root / "shapes"), "format": "yolo", "train": "images/train",
+                                 "val": "images/val", "names": ["circle", "square", "triangle", "star"]}))
+    return y
+
+
+def _opts(data: Path, project: Path, **kw) -> list[str]:
+    args = {"cfg": "configs/yolov4_n.yaml", "data": str(data), "hyp": "configs/hyp.shapes.yaml", "epochs": 2,
+            "batch-size": 8, "img-size": 64, "workers": 0, "device": "cpu", "project": str(project),
+            "name": "exp", "seed": 3, **kw}
+    out = []
+    for k, v in args.items():
+        out += [f"--{k}", str(v)] if v is not True else [f"--{k}"]
+    return out + ["--quiet", "--noautoanchor"]
+
+
+def test_nan_guard_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, caplog):
+    import train
+    import utils.training as training
+
+    real = training.build_criterion
+    made = []
+
+    def nan_in_second_epoch(model, hyp, image_size=None):
+        c = _NaNAfter(real(model, hyp, image_size=image_size), start=5)   # 4 batches/epoch: epoch 2 fails
+        made.append(c)
+        return c
+    monkeypatch.setattr(training, "build_criterion", nan_in_second_epoch)
+    rc = train.main(_opts(shapes_yaml, tmp_path, epochs=3, **{"nan-retries": 1}))
+    assert rc == 2
+    assert "non-finite box loss at epoch 2 batch 0" in caplog.text
+    assert "reloading" in caplog.text                      # one reload of last.pt, then a clear stop
+    ckpt = load_checkpoint(tmp_path / "exp" / "weights" / "last.pt")
+    assert ckpt["epoch"] == 0                              # the NaN never reached a checkpoint
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.dtype.is_floating_point)
+
+
+# ------------------------------------------------------------------------------ resume exactness
+def _train_cmd(data: Path, project: Path, name: str, **kw) -> list[str]:
+    return [sys.executable, "train.py", *_opts(data, project, name=name, **kw)]
+
+
+def _final_weights(run: Path) -> dict:
+    return load_checkpoint(run / "weights" / "last.pt")["model"]
+
+
+def test_resume_after_kill_is_bit_identical(shapes_yaml, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    straight = subprocess.run(_train_cmd(shapes_yaml, tmp_path, "straight"), cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(shapes_yaml, tmp_path, "killed"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    csv = run / "results.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if csv.exists() and len(csv.read_text().splitlines()) >= 2:   # epoch 1 checkpointed
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 0
+
+    resumed = subprocess.run([sys.executable, "train.py", "--resume", str(run / "weights" / "last.pt"), "--quiet"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(run)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the straight run"
+    assert len(csv.read_text().splitlines()) == 3     # header + 2 epochs, no duplicate rows
+
+
+def test_resume_accepts_new_batch_size_and_workers(shapes_yaml, tmp_path):
+    first = subprocess.run(_train_cmd(shapes_yaml, tmp_path, "r", epochs=1), cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    last = tmp_path / "r" / "weights" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["opt"]["epochs"] = 2                     # pretend the run was meant to go on
+    save_checkpoint({k: v for k, v in ckpt.items() if k not in ("kind", "version")}, last)
+    again = subprocess.run([sys.executable, "train.py", "--resume", str(last), "--batch-size", "4",
+                            "--workers", "1", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert load_checkpoint(last)["epoch"] == 1
+    assert load_checkpoint(last)["opt"]["batch_size"] == 4
+
+
+def test_bad_config_stops_before_training(shapes_yaml, tmp_path):
+    bad = tmp_path / "bad_hyp.yaml"
+    bad.write_text("lr0: 0.01\nbox_los: ciou\n")
+    proc = subprocess.run(_train_cmd(shapes_yaml, tmp_path, "bad", hyp=str(bad)), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bad_hyp.yaml: unknown key(s) box_los" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------------------ DDP smoke
+def test_ddp_two_gloo_ranks(shapes_yaml, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "train.py", *_opts(shapes_yaml, tmp_path, epochs=1, **{"sync-bn": True})]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "exp" / "weights" / "last.pt")   # one run dir, written by rank 0
+    assert ckpt["epoch"] == 0 and not any("module." in k for k in ckpt["model"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+# ------------------------------------------------------------------------------ learning
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "coco128").is_dir(), reason="../shared/datasets/coco128 not present")
+def test_overfit_four_coco128_vehicle_images(tmp_path):
+    """Four coco128 images with vehicles, trained and validated on themselves at 160 px."""
+    from utils.data_config import load_data_config
+    from utils.datasets import load_split
+    root = SHARED / "coco128"
+    cfg_yaml = tmp_path / "veh.yaml"
+    cfg_yaml.write_text(yaml.safe_dump({"path": str(root), "format": "coco", "train": "images/train2017",
+                                        "val": "images/train2017",
+                                        "train_annotations": "annotations/instances_train2017.json",
+                                        "val_annotations": "annotations/instances_train2017.json",
+                                        "names": ["motorcycle", "car", "bus", "truck"]}))
+    info = load_split(load_data_config(cfg_yaml), "train", cache_dir=tmp_path)
+    picked = [r.path for r in info.records if len(r) and r.train_mask.sum() <= 4][:4]
+    assert len(picked) == 4
+    lst = tmp_path / "four.txt"
+    lst.write_text("\n".join(picked) + "\n")
+    y = yaml.safe_load(cfg_yaml.read_text())
+    y.update(train=str(lst), val=str(lst))
+    cfg_yaml.write_text(yaml.safe_dump(y))
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text(yaml.safe_dump(replace(Hyp(), lr0=0.01, nbs=4, warmup_epochs=0.0, mosaic=0.0, fliplr=0.0,
+                                          scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
+                                          ema_decay=0.0, lr_schedule="cosine", lrf=0.1).to_dict()))
+    import train
+    rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "150",
+                     "--batch-size", "4", "--img-size", "160", "--workers", "0", "--device", "cpu", "--project",
+                     str(tmp_path), "--name", "overfit", "--quiet", "--patience", "0", "--optimizer", "Adam"])
+    assert rc == 0
+    rows = (tmp_path / "overfit" / "results.csv").read_text().splitlines()
+    best = max(float(r.split(",")[rows[0].split(",").index("metrics/mAP_0.5")]) for r in rows[1:])
+    assert best >= 0.8
