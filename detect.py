@@ -27,6 +27,7 @@ from utils.augment import letterbox
 from utils.checkpoint import CheckpointError, load_model
 from utils.config import ConfigError
 from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
+from utils.device import select_device
 from utils.runs import increment_path
 from utils.sources import Frame, SourceError, iter_frames, resolve_source
 
@@ -57,19 +58,6 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--name", default="exp", help="run folder name (numbered when it exists)")
     ap.add_argument("--exist-ok", action="store_true", help="reuse --project/--name as is")
     return ap.parse_args(argv)
-
-
-def select_device(spec: str) -> torch.device:
-    """``cpu``, ``0`` / ``0,1`` (first index used) or ``cuda:N``; CUDA must be available."""
-    spec = spec.strip().lower()
-    if spec in ("", "cpu"):
-        return torch.device("cpu")
-    index = spec.split(":", 1)[1] if spec.startswith("cuda") and ":" in spec else spec.split(",")[0]
-    if spec != "cuda" and not index.isdigit():
-        raise ConfigError(f"--device {spec!r}: expected cpu, an index like 0, or cuda:0")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-    return torch.device("cuda" if spec == "cuda" else f"cuda:{index}")
 
 
 def load_detector(weights: str, device: torch.device, half: bool):

@@ -54,7 +54,8 @@ def _short(items: list, n: int = 8) -> str:
 
 def load_for_eval(opt: argparse.Namespace):
     """Checkpoint -> ``(fused eval model, checkpoint dict, device, half)``; checked before the data."""
-    from detect import load_detector, select_device
+    from detect import load_detector
+    from utils.device import select_device
 
     device = select_device(opt.device)
     half = opt.half and device.type == "cuda"

@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=None, help="total batch size over all processes (default 16)")
-    ap.add_argument("--img-size", type=int, default=128, help="train and val image size (pixels)")
+    ap.add_argument("--img-size", type=int, default=160, help="train and val image size (pixels)")
     ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")
     ap.add_argument("--workers", type=int, default=None, help="data loader workers per process (default 2)")
     ap.add_argument("--project", default="runs/train")

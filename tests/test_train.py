@@ -257,9 +257,10 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
     y.update(train=str(lst), val=str(lst))
     cfg_yaml.write_text(yaml.safe_dump(y))
     hyp = tmp_path / "hyp.yaml"
-    hyp.write_text(yaml.safe_dump(replace(Hyp(), lr0=0.01, nbs=4, warmup_epochs=0.0, mosaic=0.0, fliplr=0.0,
+    hyp.write_text(yaml.safe_dump(replace(Hyp(), lr0=0.003, nbs=4, warmup_epochs=0.0, mosaic=0.0, fliplr=0.0,
                                           scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
-                                          ema_decay=0.0, lr_schedule="cosine", lrf=0.1).to_dict()))
+                                          ema_decay=0.0, bn_momentum=0.1, lr_schedule="cosine",
+                                          lrf=0.1).to_dict()))
     import train
     rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "150",
                      "--batch-size", "4", "--img-size", "160", "--workers", "0", "--device", "cpu", "--project",

@@ -21,6 +21,7 @@ from models.yolo import Model
 from utils import dist
 from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
+from utils.device import select_device
 from utils.ema import ModelEMA, unwrap
 from utils.engine import (EvalSettings, LoopSettings, LoopState, NonFiniteLossError, evaluate, format_table,
                           is_finite_model, results_row, train_one_epoch)
@@ -39,20 +40,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def select_device(spec: str, local_rank: int = -1) -> torch.device:
-    """``cpu``, ``0``/``cuda:0``/``cuda``, or ``''`` (CUDA when available). Under DDP: the local GPU."""
-    spec = str(spec).strip().lower()
-    if spec == "cpu" or (spec == "" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-    if local_rank >= 0:
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    index = spec.replace("cuda:", "").replace("cuda", "0") or "0"
-    return torch.device("cuda", int(index.split(",")[0]))
 
 
 def cpu_threads(workers: int, world_size: int) -> None:
