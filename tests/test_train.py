@@ -238,7 +238,7 @@ def test_ddp_two_gloo_ranks(shapes_yaml, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "coco128").is_dir(), reason="../shared/datasets/coco128 not present")
 def test_overfit_four_coco128_vehicle_images(tmp_path):
-    """Four coco128 images with vehicles, trained and validated on themselves at 160 px."""
+    """Four coco128 images with vehicles (each at least 48 px), trained and validated on themselves."""
     from utils.data_config import load_data_config
     from utils.datasets import load_split
     root = SHARED / "coco128"
@@ -249,22 +249,25 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
                                         "val_annotations": "annotations/instances_train2017.json",
                                         "names": ["motorcycle", "car", "bus", "truck"]}))
     info = load_split(load_data_config(cfg_yaml), "train", cache_dir=tmp_path)
-    picked = [r.path for r in info.records if len(r) and r.train_mask.sum() <= 4][:4]
+
+    def large(r) -> bool:
+        wh = r.boxes_xyxy[:, 2:] - r.boxes_xyxy[:, :2]
+        return len(r) > 0 and r.train_mask.all() and len(r) <= 4 and (wh.min(1) >= 48).all()
+    picked = [r.path for r in info.records if large(r)][:4]
     assert len(picked) == 4
-    lst = tmp_path / "four.txt"
-    lst.write_text("\n".join(picked) + "\n")
+    (tmp_path / "four.txt").write_text("\n".join(picked) + "\n")
     y = yaml.safe_load(cfg_yaml.read_text())
-    y.update(train=str(lst), val=str(lst))
+    y.update(train=str(tmp_path / "four.txt"), val=str(tmp_path / "four.txt"))
     cfg_yaml.write_text(yaml.safe_dump(y))
     hyp = tmp_path / "hyp.yaml"
-    hyp.write_text(yaml.safe_dump(replace(Hyp(), lr0=0.003, nbs=4, warmup_epochs=0.0, mosaic=0.0, fliplr=0.0,
-                                          scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
+    hyp.write_text(yaml.safe_dump(replace(Hyp(), optimizer="Adam", lr0=0.003, nbs=4, warmup_epochs=0.0, mosaic=0.0,
+                                          fliplr=0.0, scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
                                           ema_decay=0.0, bn_momentum=0.1, lr_schedule="cosine",
                                           lrf=0.1).to_dict()))
     import train
-    rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "150",
-                     "--batch-size", "4", "--img-size", "160", "--workers", "0", "--device", "cpu", "--project",
-                     str(tmp_path), "--name", "overfit", "--quiet", "--patience", "0", "--optimizer", "Adam"])
+    rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "120",
+                     "--batch-size", "4", "--img-size", "256", "--workers", "0", "--device", "cpu", "--project",
+                     str(tmp_path), "--name", "overfit", "--quiet", "--patience", "0", "--noautoanchor"])
     assert rc == 0
     rows = (tmp_path / "overfit" / "results.csv").read_text().splitlines()
     best = max(float(r.split(",")[rows[0].split(",").index("metrics/mAP_0.5")]) for r in rows[1:])

@@ -74,9 +74,12 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
     for a in data.get("annotations", []):
         anns.setdefault(a.get("image_id"), []).append(a)
     res = ReadResult([], [], names_out, cat_ids)
-    ignored = 0
+    ignored = outside = 0
     for im in data.get("images", []):
         fname = Path(im["file_name"]).name
+        if image_paths and fname not in by_name:
+            outside += 1          # not in this split's folder / list file
+            continue
         path = str(by_name.get(fname, first_dir / im["file_name"]))
         rows, refs = [], []
         for a in anns.get(im["id"], []):
@@ -98,6 +101,9 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
         res.refs.append(refs)
     if ignored:
         LOGGER.info("%s: %d annotations of categories outside 'names' are not used", json_path, ignored)
+    if outside:
+        LOGGER.info("%s: %d images of the JSON are not in this split's image folder or list and are not used",
+                    json_path, outside)
     return res
 
 

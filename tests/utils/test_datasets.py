@@ -127,3 +127,16 @@ def test_coco_unknown_name_is_a_config_error(tmp_path):
         pytest.skip("../shared/datasets/coco128 not present")
     with pytest.raises(ConfigError, match=r"key 'names'.*spaceship"):
         load_split(coco128_cfg(tmp_path, ["car", "spaceship"]), "train", cache=False)
+
+
+@pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/datasets/coco128 not present")
+def test_coco_list_file_restricts_the_split(tmp_path):
+    """A list file for a COCO split keeps only the listed images (the JSON holds all 128)."""
+    images = sorted((COCO128 / "images" / "train2017").glob("*.jpg"))[:3]
+    lst = tmp_path / "three.txt"
+    lst.write_text("\n".join(str(p) for p in images) + "\n")
+    ann = "annotations/instances_train2017.json"
+    cfg = data_config_from_dict({"path": str(COCO128), "format": "coco", "train": str(lst), "val": str(lst),
+                                 "train_annotations": ann, "val_annotations": ann}, tmp_path / "d.yaml")
+    info = load_split(cfg, "train", cache_dir=tmp_path)
+    assert sorted(r.path for r in info.records) == sorted(str(p) for p in images)
