@@ -71,6 +71,7 @@ from utils.engine import autocast, preprocess  # noqa: E402
 from utils.loader import build_dataloader  # noqa: E402
 from utils.loss import build_criterion  # noqa: E402
 from utils.schedule import build_optimizer  # noqa: E402
+from bench_models import model_configs  # noqa: E402  (same folder; run as a script)
 
 VEHICLES = ["motorcycle", "car", "bus", "truck"]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "coco128"
@@ -125,17 +126,6 @@ def reset_peak_rss() -> Optional[int]:
 
 
 # --------------------------------------------------------------------------------------- data
-def model_configs(cfg_dir: Path, only: Optional[list[str]]) -> list[Path]:
-    """Model YAMLs of ``cfg_dir`` (``hyp.*.yaml`` skipped), optionally restricted by stem."""
-    paths = [p for p in sorted(cfg_dir.glob("*.yaml")) if not p.name.startswith("hyp.")]
-    if only:
-        missing = sorted(set(only) - {p.stem for p in paths})
-        if missing:
-            raise SystemExit(f"error: no model config(s) {missing} in {cfg_dir}; have {[p.stem for p in paths]}")
-        paths = [p for p in paths if p.stem in only]
-    return paths
-
-
 def vehicle_split(data: Path, tmp: Path):
     """The COCO128 train split restricted to the 4 vehicle classes, via a dataset YAML in ``tmp``."""
     cfg = {"format": "coco", "path": str(data.resolve()), "train": "images/train2017", "val": "images/train2017",
