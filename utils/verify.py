@@ -42,7 +42,7 @@ from utils.records import ImageRecord
 LOGGER = logging.getLogger(__name__)
 
 RANGE_TOL = 0.01          # normalised coordinates may exceed [0, 1] by this much before a warning
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump whenever a reader changes what a split contains (2: COCO honours list files)
 MAX_LOGGED_ISSUES = 30    # warnings printed one by one; the rest are counted in the summary
 IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 SKIP_IMAGE_KINDS = ("missing_image", "corrupt_image", "size_mismatch", "bad_label_line")
