@@ -77,10 +77,11 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
     ignored = outside = 0
     for im in data.get("images", []):
         fname = Path(im["file_name"]).name
-        if image_paths and fname not in by_name:
-            outside += 1          # not in this split's folder / list file
+        fallback = first_dir / im["file_name"]
+        if image_paths and fname not in by_name and fallback.exists():
+            outside += 1          # on disk but not in this split's list file: another split's image
             continue
-        path = str(by_name.get(fname, first_dir / im["file_name"]))
+        path = str(by_name.get(fname, fallback))  # absent from disk: kept, verification names it missing
         rows, refs = [], []
         for a in anns.get(im["id"], []):
             if a.get("category_id") not in cls_of:
