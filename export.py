@@ -168,8 +168,8 @@ def run(opt: argparse.Namespace) -> Path:
         raise ExportError(f"--opset {opt.opset}: 17 or newer is required")
     if len(opt.img_size) not in (1, 2) or opt.batch_size < 1:
         raise ExportError("--img-size takes one or two sizes (H W) and --batch-size must be >= 1")
+    module, model, ckpt = export_module(opt.weights, opt.no_decode)  # the user's file is checked first
     _require_onnx()
-    module, model, ckpt = export_module(opt.weights, opt.no_decode)
     s = int(model.stride.max())
     h, w = (opt.img_size * 2)[:2]
     hw = (-(-h // s) * s, -(-w // s) * s)
