@@ -59,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = parse_args(argv)
     from utils.training import Trainer, TrainingStopped, fit
     try:
-        trainer = Trainer(opt)
-        if opt.cos_lr and not opt.resume:
-            from utils.config import replace
-            trainer.hyp = replace(trainer.hyp, lr_schedule="cosine")
-        summary = fit(trainer)
+        summary = fit(Trainer(opt))
     except (ConfigError, TrainingStopped) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -140,7 +140,12 @@ class Trainer:
         self.opt = opt
         ckpt = load_checkpoint(resume_path) if resume_path else None
         hyp = hyp_from_dict(ckpt["hyp"], str(resume_path)) if ckpt else load_hyp(opt.hyp)
-        self.hyp = replace(hyp, optimizer=opt.optimizer) if opt.optimizer and opt.optimizer != hyp.optimizer else hyp
+        overrides = {}                       # command-line flags that override the hyp YAML (not on resume)
+        if opt.optimizer and opt.optimizer != hyp.optimizer:
+            overrides["optimizer"] = opt.optimizer
+        if opt.cos_lr and not ckpt:
+            overrides["lr_schedule"] = "cosine"
+        self.hyp = replace(hyp, **overrides) if overrides else hyp
         seed_everything(opt.seed + max(self.rank, 0))
         if self.device.type == "cpu":
             cpu_threads(opt.workers, self.world)
