@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.yolo import Model, load_model_cfg
 from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
-from utils.checkpoint import save_checkpoint
 from utils.runs import increment_path
 from utils.sources import SourceError, resolve_source
 
@@ -31,25 +29,14 @@ CATEGORY_IDS = [4, 3, 6, 8]  # COCO ids of the four vehicle classes
 STEMS = ["000000000009", "000000000025", "000000000034"]
 
 
-def tiny_checkpoint(path: Path) -> Path:
-    """A loadable checkpoint of a ~0.6 M-parameter YOLOv4-S variant (random weights, seed 0)."""
-    cfg = load_model_cfg(ROOT / "configs" / "yolov4_s.yaml")
-    cfg.update(width_multiple=0.25, depth_multiple=0.33, nc=4)
-    torch.manual_seed(0)
-    model = Model(cfg)
-    save_checkpoint({"epoch": 0, "model_cfg": model.yaml, "names": NAMES, "category_ids": CATEGORY_IDS,
-                     "model": model.state_dict(), "ema": None}, path)
-    return path
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "detect.py", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt")
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")

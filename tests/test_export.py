@@ -16,24 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from models.yolo import Model, load_model_cfg
-from utils.checkpoint import load_model, save_checkpoint
+from utils.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["motorcycle", "car", "bus", "truck"]
 SIZE = 128
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    cfg = load_model_cfg(ROOT / "configs" / "yolov4_s.yaml")
-    cfg.update(width_multiple=0.25, depth_multiple=0.33, nc=4)
-    torch.manual_seed(0)
-    model = Model(cfg)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint({"epoch": 0, "model_cfg": model.yaml, "names": NAMES, "model": model.state_dict(), "ema": None},
-                    path)
-    return path
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from models.yolo import Model, load_model_cfg
-from utils.checkpoint import save_checkpoint
 from utils.config import ConfigError
 from utils.evaluation_io import (aligned, coco_results_of, detections_from_coco, evaluation_order,
                                  load_coco_predictions, split_image_ids)
@@ -165,18 +162,6 @@ def test_jittered_predictions_equal_pycocotools(coco_json, env, tmp_path, names)
 
 
 # ---------------------------------------------------------------------------------- model mode
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    cfg = load_model_cfg(ROOT / "configs" / "yolov4_s.yaml")
-    cfg.update(width_multiple=0.25, depth_multiple=0.33, nc=4)
-    torch.manual_seed(0)
-    model = Model(cfg)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint({"model_cfg": model.yaml, "names": VEHICLES, "category_ids": VEHICLE_IDS,
-                     "model": model.state_dict(), "ema": None, "epoch": 0}, path)
-    return path
-
-
 def test_model_mode_end_to_end(coco_json, env, tmp_path, tiny_weights):
     m, out, run_dir = run_ok(env, tmp_path / "runs", "--weights", tiny_weights, "--data",
                              data_yaml(tmp_path, VEHICLES), "--img-size", 128, "--batch-size", 16,
