@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
@@ -25,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from models.head import Detect  # noqa: E402
 from models.mobilenet import make_divisible  # noqa: E402
 from models.registry import REGISTRY, Spec  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
+from utils.config import ConfigError, read_yaml  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,12 +40,7 @@ class ModelConfigError(ConfigError):
 def load_model_cfg(path: str | Path) -> dict[str, Any]:
     """Read a model YAML with ``yaml.safe_load``; remember the source path for messages."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelConfigError(f"model config not found: {path}")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path}: not valid YAML: {e}") from None
+    cfg = read_yaml(path, "model config", ModelConfigError)
     if not isinstance(cfg, dict):
         raise ModelConfigError(f"{path}: expected a mapping with backbone/head rows")
     cfg.setdefault("source", str(path))

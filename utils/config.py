@@ -129,16 +129,20 @@ def _check(h: Hyp, source: str) -> None:
             raise ConfigError(f"{source}: key '{name}' is a probability in [0, 1], got {getattr(h, name)!r}")
 
 
-def load_hyp(path: str | Path) -> Hyp:
-    """Read a hyp YAML (``yaml.safe_load``) into a frozen :class:`Hyp`."""
+def read_yaml(path: str | Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
+    """``yaml.safe_load`` of a user's file; a missing file or bad YAML is ``error`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"hyperparameter file not found: {path}")
+        raise error(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return hyp_from_dict(data, str(path))
+        raise error(f"{path}: not valid YAML: {e}") from None
+
+
+def load_hyp(path: str | Path) -> Hyp:
+    """Read a hyp YAML (``yaml.safe_load``) into a frozen :class:`Hyp`."""
+    return hyp_from_dict(read_yaml(path, "hyperparameter file") or {}, str(path))
 
 
 def replace(h: Hyp, **changes: Any) -> Hyp:

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from utils.config import ConfigError
+from utils.config import ConfigError, read_yaml
 
 LOGGER = logging.getLogger(__name__)
 
@@ -141,12 +140,7 @@ def data_config_from_dict(d: dict[str, Any], yaml_path: str | Path) -> DataConfi
 def load_data_config(path: str | Path) -> DataConfig:
     """Read and validate a dataset YAML (``yaml.safe_load``). Nothing on disk is checked yet."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"dataset YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "dataset YAML")
     return data_config_from_dict(data if data is not None else {}, path)
 
 
