@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_train.py                 # all models, 416 then 640, batch 8, CPU
     .venv/bin/python benchmarks/bench_train.py --quick         # 4 models, 416 only, 1 timed step
     .venv/bin/python benchmarks/bench_train.py --configs yolov4_s yolov4_l --sizes 640 --steps 3
+    .venv/bin/python benchmarks/bench_train.py --configs yolov4_l --sizes 416 --cpu-modes fp32 fp32-cl bf16-cl
 
 A step is what ``utils.engine.train_one_epoch`` does for a batch on which it steps the optimiser:
 uint8 ``[B, 3, S, S]`` -> ``float() / 255`` -> model (train mode; autocast with AMP) ->
@@ -21,6 +22,11 @@ Memory, CPU: growth of the peak resident set over the row's steps (``VmHWM`` res
 /proc/self/clear_refs after ``malloc_trim``; weights and EMA were already resident). CUDA:
 ``torch.cuda.max_memory_allocated`` (absolute: weights, EMA, momentum, activations).
 
+CPU modes (``--cpu-modes``, default ``fp32-cl``, what train.py does on CPU): ``fp32`` (NCHW),
+``fp32-cl`` (channels_last model and input), ``bf16-cl`` (channels_last plus ``--amp bf16``, CPU
+autocast: convolutions in bfloat16, which AMX units run natively; yolov5 has no CPU autocast).
+Each model row runs once per mode.
+
 Budget: 1 warm-up + 2 timed steps per row, 416 rows first (fewest GFLOPs first), then 640. A row
 predicted (same model at the other size scaled by area, else its GFLOPs at the best rate so far)
 to end past ``--budget-min`` (default 12, from the start, peer included) is skipped and listed.
@@ -28,8 +34,8 @@ With other processes on the 2 cores, OpenMP's 2 threads wait for each other at e
 can slow down several-fold: read the probes, compare only within one run.
 
 Peer: with yolov5's venv ($HOME/.cache/peer-venv, see /work/shared/bench/peer_bench.py),
-``peer_bench.py --only train --quick --train-nc 4`` runs between two yolov4_l rows at 416; their
-mean images/s over yolov5l's is printed with our EMA update and without it (peer_bench has no EMA).
+``peer_bench.py --only train --quick --train-nc 4`` runs between two yolov4_l rows at 416 (per
+mode); their mean images/s over yolov5l's (fp32, NCHW: yolov5's only CPU mode) is printed per mode with our EMA update and without it (peer_bench has no EMA).
 Otherwise alike: batch 8, 416, nc=4, mosaic batches (yolov5's own loader), hyp values, SGD
 nesterov in 3 groups, clip 10; yolov5's ComputeLoss there, build_criterion here.
 
@@ -305,27 +311,33 @@ def run_peer(data: Path) -> tuple[Optional[tuple[float, float]], str, str]:
 
 
 def peer_ratio(rows: list[RowResult], peer: tuple[float, float]) -> str:
-    """Our yolov4_l / yolov5l images/s at b8 416 (ours: mean of the rows before and after the peer
-    run), from medians, and from the fastest single steps (least disturbed by other processes)."""
-    ours = [r for r in rows if r.name.split(" ")[0] == "yolov4_l" and r.size == 416 and r.batch == 8]
-    if not ours:
+    """Our yolov4_l / yolov5l images/s at b8 416, one line per CPU mode (ours: mean of the rows
+    before and after the peer run), from medians and from the fastest single steps (least
+    disturbed by other processes)."""
+    (median, best), lines = peer, []
+    for mode in CPU_MODES:
+        ours = [r for r in rows if r.name.startswith(f"yolov4_l [{mode}]") and r.size == 416 and r.batch == 8]
+        if not ours:
+            continue
+        each = ", ".join(f"{r.img_s():.3g}" for r in ours)
+        with_ema, no_ema = (statistics.mean(r.img_s(e) for r in ours) for e in (True, False))
+        best_ours = max(r.batch / min(r.step_s(False)) for r in ours)
+        lines.append(f"- ours yolov4_l [{mode}] / yolov5l [fp32], b8 416 CPU, same run (ours = mean of {len(ours)} "
+                     f"rows: {each} img/s): {with_ema:.3g} / {median:.3g} = **{with_ema / median:.2f}** with our "
+                     f"EMA update; {no_ema:.3g} / {median:.3g} = **{no_ema / median:.2f}** without it (peer_bench "
+                     f"has no EMA); fastest single steps, no EMA: {best_ours:.3g} / {best:.3g} = "
+                     f"**{best_ours / best:.2f}**")
+    if not lines:
         return "(no yolov4_l row at 416, batch 8: no ratio to yolov5l)"
-    (median, best), each = peer, ", ".join(f"{r.img_s():.3g}" for r in ours)
-    with_ema, no_ema = (statistics.mean(r.img_s(e) for r in ours) for e in (True, False))
-    best_ours = max(r.batch / min(r.step_s(False)) for r in ours)
-    return (f"ours yolov4_l / yolov5l, b8 416 CPU, same run (ours = mean of {len(ours)} rows: {each} img/s): "
-            f"{with_ema:.3g} / {median:.3g} = **{with_ema / median:.2f}** with our EMA update; "
-            f"{no_ema:.3g} / {median:.3g} = **{no_ema / median:.2f}** without it (peer_bench has no EMA); "
-            f"fastest single steps, no EMA: {best_ours:.3g} / {best:.3g} = **{best_ours / best:.2f}**. "
-            f"yolov4_l: {ours[0].params_m:.1f} M parameters, {ours[0].gflops:.1f} GFLOPs at 416; yolov5l "
-            f"(its nc=80 figures): 46.5 M, 109 GFLOPs at 640, i.e. about 46 at 416.")
+    return "\n".join(lines) + ("\n\nyolov4_l: 52.5 M parameters, 50.2 GFLOPs at 416; yolov5l (its nc=80 figures): "
+                               "46.5 M, 109 GFLOPs at 640, i.e. about 46 at 416.")
 
 
 # --------------------------------------------------------------------------------------- main
 def predict_s(path: Path, size: int, batch: int, n_steps: int, gf128: float, done: list[RowResult]) -> float:
     """Rough seconds ``n_steps`` steps of a row will take: the same model at another size scaled by
     area, else its GFLOPs (from ``gf128`` at 128 px, scaled by area) at the best rate so far."""
-    same = [r for r in done if r.name == path.stem]
+    same = [r for r in done if r.name.split(' ')[0] == path.stem]
     if same:
         return n_steps * statistics.median(same[-1].step_s()) * (size / same[-1].size) ** 2
     if not done:
@@ -334,11 +346,20 @@ def predict_s(path: Path, size: int, batch: int, n_steps: int, gf128: float, don
     return n_steps * 3 * gf128 * (size / 128) ** 2 * batch / rate
 
 
+CPU_MODES = {"fp32": (None, False), "fp32-cl": (None, True), "bf16-cl": (torch.bfloat16, True)}
+
+
+def cpu_row(path: Path, size: int, mode: str, batches: list, hyp: Hyp, args) -> RowResult:
+    amp, channels_last = CPU_MODES[mode]
+    row = bench_row(path, size, batches, hyp, args.warmup, args.steps, torch.device("cpu"), amp, channels_last)
+    row.name += f" [{mode}]"
+    return row
+
+
 def run_cpu(args, info, hyp: Hyp, configs: list[Path], deadline: float) -> tuple[list[RowResult], list[str], tuple]:
     """CPU rows: yolov4_l@416 before and after the peer run (when both apply), then every size in
     turn, cheapest model first; a row whose predicted time would pass ``deadline`` is skipped.
     Returns the rows, the skipped rows and ``run_peer``'s answer."""
-    device = torch.device("cpu")
     n = args.warmup + args.steps
     batches = {s: draw_batches(info, s, args.batch_size, hyp, n) for s in args.sizes}
     gf128 = {p.stem: gflops(build_model(p, len(VEHICLES)), 128) for p in configs}
@@ -346,19 +367,20 @@ def run_cpu(args, info, hyp: Hyp, configs: list[Path], deadline: float) -> tuple
     anchor = next((p for p in configs if p.stem == "yolov4_l"), None) if 416 in batches else None
     if not args.no_peer:
         if anchor is not None and PEER_PYTHON.is_file():
-            results.append(bench_row(anchor, 416, batches[416], hyp, args.warmup, args.steps, device))
-            results[-1].name += " (before peer)"
+            for mode in args.cpu_modes:
+                results.append(cpu_row(anchor, 416, mode, batches[416], hyp, args))
+                results[-1].name += " (before peer)"
         peer = run_peer(args.data)
-    rows = sorted(((c, s) for s in args.sizes for c in configs),
+    rows = sorted(((c, s, m) for s in args.sizes for c in configs for m in args.cpu_modes),
                   key=lambda r: (args.sizes.index(r[1]), gf128[r[0].stem]))
     if results:  # yolov4_l right after the peer
         rows.sort(key=lambda r: (r[0], r[1]) != (anchor, 416))
-    for path, size in rows:
+    for path, size, mode in rows:
         guess = predict_s(path, size, args.batch_size, n, gf128[path.stem], results)
         if time.perf_counter() + guess > deadline and results:
-            skipped.append(f"{path.stem}@{size} (~{guess:.0f} s)")
+            skipped.append(f"{path.stem}@{size} [{mode}] (~{guess:.0f} s)")
             continue
-        results.append(bench_row(path, size, batches[size], hyp, args.warmup, args.steps, device))
+        results.append(cpu_row(path, size, mode, batches[size], hyp, args))
     return results, skipped, peer
 
 
@@ -380,6 +402,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, help="timed steps per row (default 2; --quick: 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per row")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--cpu-modes", nargs="+", choices=tuple(CPU_MODES), default=["fp32-cl"],
+                    help="precision/layout of the CPU rows (default fp32-cl: what train.py does on CPU)")
     ap.add_argument("--quick", action="store_true", help=f"models {QUICK_CONFIGS}, 416 only, 1 timed step")
     ap.add_argument("--no-peer", action="store_true", help="do not run yolov5 (peer_bench.py)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU rows (CUDA machines)")

@@ -277,3 +277,38 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
     rows = (tmp_path / "overfit" / "results.csv").read_text().splitlines()
     best = max(float(r.split(",")[rows[0].split(",").index("metrics/mAP_0.5")]) for r in rows[1:])
     assert best >= 0.8
+
+
+# ------------------------------------------------------------------------------ CPU/CUDA execution policy
+@pytest.mark.parametrize("kind,cores,world,expected", [
+    ("cpu", 2, 1, 0), ("cpu", 8, 1, 2), ("cpu", 16, 2, 2), ("cuda", 16, 1, 8), ("cuda", 16, 4, 4), ("cuda", 1, 1, 1)])
+def test_default_workers(monkeypatch, kind, cores, world, expected):
+    import utils.training as training
+    monkeypatch.setattr(training, "_cores", lambda: cores)
+    assert training.default_workers(torch.device(kind), world) == expected
+
+
+def test_channels_last_model_computes_the_same():
+    """--channels-last (the default) changes the memory layout only: same outputs, same gradients."""
+    from argparse import Namespace
+    from utils.config import Hyp
+    from utils.loss import build_criterion
+    from utils.training import build_model
+    torch.manual_seed(0)
+    opt = Namespace(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), weights="", freeze=[], channels_last=False)
+    plain = build_model(opt, 4, torch.device("cpu"), 0.1)
+    nhwc = build_model(Namespace(**{**vars(opt), "channels_last": True}), 4, torch.device("cpu"), 0.1)
+    nhwc.load_state_dict(plain.state_dict())
+    conv = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 64)
+    t = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.3, 0.6, 0.2, 0.2]])
+    losses = []
+    for m in (plain, nhwc):
+        crit = build_criterion(m, Hyp(), 64)
+        loss, _ = crit(m(x), t)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (name, p), q in zip(plain.named_parameters(), nhwc.parameters()):   # summation order differs
+        assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm() + 1e-6, name

@@ -204,3 +204,26 @@ def test_loss_falls_on_fixed_batch(box_loss, decode, nl):
     # measured (seed 0): total falls 40-70 %, box 25-85 % in 20 steps
     assert history[-1]["total"] < 0.75 * history[0]["total"]
     assert history[-1]["box"] < 0.9 * history[0]["box"]
+
+
+def test_cpu_bf16_autocast_learns():
+    """--amp bf16 on CPU: convolutions run in bfloat16 under the loop's autocast, the loss (computed
+    in float32 as the loop does) falls as in fp32."""
+    from utils.engine import autocast
+    torch.manual_seed(0)
+    model = TinyNet(decode="scaled", nl=3)
+    crit = build_criterion(model, Hyp())
+    imgs, t = torch.rand(2, 3, IMG, IMG), _targets()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(20):
+        with autocast(torch.device("cpu"), torch.bfloat16):
+            preds = model(imgs)
+        assert preds[0].dtype == torch.bfloat16
+        loss, items = crit([p.float() for p in preds], t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(items["total"].item())
+    assert all(math.isfinite(h) for h in history)
+    assert history[-1] < 0.75 * history[0]
