@@ -68,7 +68,8 @@ def load_detector(weights: str, device: torch.device, half: bool):
         raise CheckpointError(f"{weights}: checkpoint does not hold a usable model "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     model.fuse()
-    model = model.to(device).eval()
+    # NHWC convolutions: measured 1.27-1.75x faster fused inference on CPU (RESULTS.md)
+    model = model.to(device).eval().to(memory_format=torch.channels_last)
     model = model.half() if half else model
     if device.type == "cuda":  # first CUDA calls (cuDNN autotuning) would distort the speed summary
         with torch.inference_mode():

@@ -47,6 +47,22 @@ def coco128() -> Path:
 
 
 # ------------------------------------------------------------------------------ helpers, by hand
+def test_detector_is_channels_last_and_equals_the_plain_model(weights):
+    """load_detector runs the fused model in channels_last: same predictions as the NCHW model."""
+    from detect import load_detector
+    from utils.checkpoint import load_model
+    det, _ = load_detector(str(weights), torch.device("cpu"), half=False)
+    conv = next(m for m in det.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    plain, _ = load_model(weights, device="cpu")
+    plain.eval()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.inference_mode():
+        a, b = det(x)[0], plain(x)[0]
+    assert a.shape == b.shape == (2, 3 * (12 * 16 + 6 * 8 + 3 * 4), 9)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 def test_label_and_coco_formats_by_hand():
     # box x 10..50, y 20..60 on a 200 (w) x 100 (h) image
     det = np.array([[10.0, 20.0, 50.0, 60.0, 0.9, 2.0]])
