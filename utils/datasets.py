@@ -17,21 +17,19 @@ import logging
 from pathlib import Path
 
 from utils.config import ConfigError
-from utils.data_config import DataConfig, load_data_config
+from utils.data_config import DataConfig
 from utils.readers import ReadResult, read_coco, read_voc, read_yolo, voc_annotation_path, yolo_label_path
 from utils.records import DatasetInfo, ImageRecord, make_record
+from utils.sources import is_image
 from utils.verify import cache_path, files_signature, load_cache, save_cache, verify_records
 
-__all__ = ["DatasetInfo", "ImageRecord", "make_record", "load_split", "load_dataset", "list_split_images",
-           "IMAGE_SUFFIXES"]
+__all__ = ["DatasetInfo", "ImageRecord", "make_record", "load_split", "list_split_images"]
 
 LOGGER = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def _images_in_folder(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file())
 
 
 def _voc_list(list_file: Path) -> list[Path]:
@@ -129,9 +127,3 @@ def load_split(cfg: DataConfig, split: str, cache: bool = True, cache_dir: str |
     return DatasetInfo(split, cfg.format, cfg.root, records, list(names), list(category_ids),
                        cfg.annotations.get(split), report)
 
-
-def load_dataset(yaml_path: str | Path, splits: tuple[str, ...] = ("train", "val"),
-                 **kwargs) -> tuple[DataConfig, dict[str, DatasetInfo]]:
-    """Convenience: ``load_data_config`` + ``load_split`` for each split (kwargs go to load_split)."""
-    cfg = load_data_config(yaml_path)
-    return cfg, {s: load_split(cfg, s, **kwargs) for s in splits}

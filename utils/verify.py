@@ -71,6 +71,13 @@ class VerifyReport:
     n_boxes: int = 0
     issues: list[Issue] = field(default_factory=list)
 
+    def count_records(self, records: list[ImageRecord]) -> "VerifyReport":
+        """Set the usable-image, negative-image and target-box counts from the kept ``records``."""
+        self.n_images = len(records)
+        self.n_negatives = sum(1 for r in records if not r.train_mask.any())
+        self.n_boxes = sum(int(r.train_mask.sum()) for r in records)
+        return self
+
     def counts(self) -> Counter:
         return Counter(i.kind for i in self.issues)
 
@@ -188,10 +195,7 @@ def verify_records(records: list[ImageRecord], nc: int, split: str, refs: list[l
         issues += box_issues
         kept.append(rec)
     report.issues = issues
-    report.n_images = len(kept)
-    report.n_negatives = sum(1 for r in kept if not r.train_mask.any())
-    report.n_boxes = sum(int(r.train_mask.sum()) for r in kept)
-    return kept, report
+    return kept, report.count_records(kept)
 
 
 # ------------------------------------------------------------------------------------ cache
@@ -283,7 +287,4 @@ def load_cache(path: Path, key: str) -> tuple[list[ImageRecord], VerifyReport, d
                for p, lf, i, wh, s, e in zip(arrays["paths"], arrays["label_files"], arrays["ids"],
                                              arrays["sizes"], starts, ends)]
     report = VerifyReport(info["report"][0], n_found=info["report"][1], issues=[Issue(*x) for x in info["issues"]])
-    report.n_images = len(records)
-    report.n_negatives = sum(1 for r in records if not r.train_mask.any())
-    report.n_boxes = sum(int(r.train_mask.sum()) for r in records)
-    return records, report, info["meta"]
+    return records, report.count_records(records), info["meta"]

@@ -114,7 +114,7 @@ def test_coco_bad_entries(tmp_path):
     assert info.names == ["thing"] and info.category_ids == [7]
 
 
-def test_config_errors_name_file_and_key(tmp_path):
+def test_missing_split_paths_name_file_and_key(tmp_path):
     y = tmp_path / "d.yaml"
     y.write_text("path: nowhere\ntrain: images/train\nval: images/val\nnames: [a]\n")
     with pytest.raises(ConfigError, match=rf"{y}: key 'path': dataset folder .*nowhere not found"):
@@ -125,26 +125,21 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_split(load_data_config(y), "train")
     with pytest.raises(ConfigError, match=rf"{y}: key 'val': .*images/val not found"):
         load_split(load_data_config(y), "val")
-    y.write_text("path: .\ntrain: a\nval: a\nnames: [a]\nclasses: 3\n")
-    with pytest.raises(ConfigError, match=rf"{y}: unknown key\(s\) classes"):
-        load_data_config(y)
-    y.write_text("path: .\nformat: kitti\ntrain: a\nval: a\nnames: [a]\n")
-    with pytest.raises(ConfigError, match=rf"{y}: key 'format' must be one of .*'kitti'"):
-        load_data_config(y)
-    y.write_text("path: .\ntrain: a\nval: a\ntrain_annotations: x.json\n")
-    with pytest.raises(ConfigError, match=rf"{y}: key 'val_annotations' is missing"):
-        load_data_config(y)
-    y.write_text("path: .\ntrain: a\nnames: [a]\n")
-    with pytest.raises(ConfigError, match=rf"{y}: key 'val' is missing"):
-        load_data_config(y)
-    y.write_text("path: .\ntrain: a\nval: a\nnames: [a, b]\nnc: 3\n")
-    with pytest.raises(ConfigError, match=rf"{y}: key 'nc' must equal the number of names \(2\)"):
-        load_data_config(y)
-    y.write_text("path: .\ntrain: a\nval: a\n")
-    with pytest.raises(ConfigError, match=rf"{y}: key 'names' is required for format yolo"):
-        load_data_config(y)
-    y.write_text("path: [oops\n")
-    with pytest.raises(ConfigError, match=rf"{y}: not valid YAML"):
+
+
+@pytest.mark.parametrize("text,message", [
+    ("path: .\ntrain: a\nval: a\nnames: [a]\nclasses: 3\n", r"unknown key\(s\) classes"),
+    ("path: .\nformat: kitti\ntrain: a\nval: a\nnames: [a]\n", r"key 'format' must be one of .*'kitti'"),
+    ("path: .\ntrain: a\nval: a\ntrain_annotations: x.json\n", r"key 'val_annotations' is missing"),
+    ("path: .\ntrain: a\nnames: [a]\n", r"key 'val' is missing"),
+    ("path: .\ntrain: a\nval: a\nnames: [a, b]\nnc: 3\n", r"key 'nc' must equal the number of names \(2\)"),
+    ("path: .\ntrain: a\nval: a\n", r"key 'names' is required for format yolo"),
+    ("path: [oops\n", r"not valid YAML"),
+])
+def test_bad_data_yaml_names_file_and_key(tmp_path, text, message):
+    y = tmp_path / "d.yaml"
+    y.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{y}: {message}"):
         load_data_config(y)
 
 
