@@ -25,6 +25,7 @@ import torch
 from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
 from utils.augment import letterbox
 from utils.checkpoint import CheckpointError, load_model
+from utils.cli import int_at_least
 from utils.config import ConfigError
 from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
 from utils.device import select_device
@@ -38,18 +39,18 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="checkpoint written by train.py")
     ap.add_argument("--source", required=True, help="image, video, folder, glob pattern or .txt list of paths")
-    ap.add_argument("--img-size", type=int, default=640, help="inference size (long side, pixels)")
+    ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
     ap.add_argument("--conf-thres", type=float, default=0.25, help="score threshold (obj x class)")
     ap.add_argument("--iou-thres", type=float, default=0.45, help="NMS threshold")
     ap.add_argument("--classes", type=int, nargs="+", help="keep only these class indices")
     ap.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
     ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="suppression rule")
-    ap.add_argument("--max-det", type=int, default=300, help="detections per image at most")
+    ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
     ap.add_argument("--save-txt", action="store_true", help="write labels/*.txt")
     ap.add_argument("--save-conf", action="store_true", help="append the score to --save-txt lines")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")
     ap.add_argument("--nosave", action="store_true", help="do not write annotated images/videos")
-    ap.add_argument("--line-thickness", type=int, default=3, help="box line width (pixels)")
+    ap.add_argument("--line-thickness", type=int_at_least(1), default=3, help="box line width (pixels)")
     ap.add_argument("--hide-labels", action="store_true", help="draw boxes without labels")
     ap.add_argument("--hide-conf", action="store_true", help="draw labels without scores")
     ap.add_argument("--device", default="cpu", help="cpu, 0 or cuda:0")

@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from utils.cli import int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("test")
@@ -29,18 +30,18 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--predictions", default="", help="COCO results JSON to score instead of running a model")
     ap.add_argument("--data", required=True, help="dataset YAML")
     ap.add_argument("--task", choices=("val", "test", "train"), default="val", help="split to evaluate")
-    ap.add_argument("--img-size", type=int, default=640, help="inference size (long side, pixels)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=32)
     ap.add_argument("--conf-thres", type=float, default=0.001, help="score threshold (obj x class)")
     ap.add_argument("--iou-thres", type=float, default=0.65, help="NMS IoU threshold")
     ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="suppression rule")
-    ap.add_argument("--max-det", type=int, default=300, help="detections per image at most")
+    ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")
     ap.add_argument("--verbose", action="store_true", help="one table row per class")
     ap.add_argument("--no-plots", action="store_true", help="skip the PR / F1 / P / R curves and confusion matrix")
     ap.add_argument("--device", default="cpu", help="cpu, 0 or cuda:0")
     ap.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    ap.add_argument("--workers", type=int, default=2, help="data loader workers")
+    ap.add_argument("--workers", type=int_at_least(0), default=2, help="data loader workers")
     ap.add_argument("--project", default="runs/test", help="parent folder of the run folders")
     ap.add_argument("--name", default="exp", help="run folder name (numbered when it exists)")
     ap.add_argument("--exist-ok", action="store_true", help="reuse --project/--name as is")

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from utils.cli import int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("train")
@@ -22,11 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", default="data/shapes.yaml", help="dataset YAML")
     ap.add_argument("--hyp", default="configs/hyp.shapes.yaml", help="hyperparameter YAML (hyp.scratch.yaml: yolov5-style long runs)")
     ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=None, help="total batch size over all processes (default 16)")
-    ap.add_argument("--img-size", type=int, default=160, help="train and val image size (pixels)")
+    ap.add_argument("--epochs", type=int_at_least(1), default=30)
+    ap.add_argument("--batch-size", type=int_at_least(1), default=None, help="total batch size over all processes (default 16)")
+    ap.add_argument("--img-size", type=int_at_least(1), default=160, help="train and val image size (pixels)")
     ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")
-    ap.add_argument("--workers", type=int, default=None,
+    ap.add_argument("--workers", type=int_at_least(0), default=None,
                     help="data loader workers per process (default: min(8, cores) on CUDA, cores // 4 on CPU)")
     ap.add_argument("--project", default="runs/train")
     ap.add_argument("--name", default="exp")
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
     ap.add_argument("--multi-scale", action="store_true", help="vary the image size every few batches (seed 004)")
     ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
-    ap.add_argument("--patience", type=int, default=100, help="early stopping: epochs without improvement (0 = off)")
+    ap.add_argument("--patience", type=int_at_least(0), default=100, help="early stopping: epochs without improvement (0 = off)")
     ap.add_argument("--freeze", type=int, nargs="+", default=[], help="freeze the first N layers, or these layer indices")
     ap.add_argument("--cache", choices=("ram",), default=None, help="cache decoded images in RAM")
     ap.add_argument("--amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
@@ -47,14 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="NMS kind for validation")
     ap.add_argument("--iou-thres", type=float, default=0.65, help="validation NMS IoU threshold")
     ap.add_argument("--noautoanchor", action="store_true", help="keep the YAML anchors even if k-means fits better")
-    ap.add_argument("--nan-retries", type=int, default=3, help="reloads of last.pt after repeated non-finite losses")
+    ap.add_argument("--nan-retries", type=int_at_least(0), default=3, help="reloads of last.pt after repeated non-finite losses")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     opt = ap.parse_args(argv)
-    for key, default in (("batch_size", 16), ("workers", None), ("device", "")):
+    for key in ("batch_size", "workers", "device"):  # --resume keeps the run's values unless given
         setattr(opt, f"{key}_given", getattr(opt, key) is not None)
-        if getattr(opt, key) is None:
-            setattr(opt, key, default)
-    return opt
+    opt.batch_size = 16 if opt.batch_size is None else opt.batch_size
+    opt.device = "" if opt.device is None else opt.device
+    return opt  # workers None: the Trainer picks the device's default
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ images) and pycocotools' COCOeval run by the test itself on the same detections 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -261,3 +262,17 @@ def test_non_coco_image_ids_are_file_stems():
     assert split_image_ids(info) == [42, 7]  # detect.py's --save-json ids, not record positions
     empty = ImageDet(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
     assert coco_results_of({1: empty}, info) == []
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("test.py", ["--data", "d.yaml", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    ("test.py", ["--data", "d.yaml", "--workers", "-2"], "argument --workers: must be >= 0, got -2"),
+    ("detect.py", ["--weights", "w.pt", "--source", "x", "--img-size", "0"], "argument --img-size: must be >= 1, got 0"),
+])
+def test_bad_numeric_flags_exit_2(capsys, script, args, message):
+    spec = importlib.util.spec_from_file_location(f"cli_{script[:-3]}", ROOT / script)  # "test" is also a stdlib package
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exc:
+        module.parse_opt(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -223,6 +223,16 @@ def test_bad_config_stops_before_training(shapes_yaml, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("flag,value,low", [("--workers", "-1", 0), ("--batch-size", "0", 1), ("--epochs", "0", 1),
+                                            ("--img-size", "-64", 1)])
+def test_bad_numeric_flags_stop_with_a_message(capsys, flag, value, low):
+    import train
+    with pytest.raises(SystemExit) as exc:
+        train.parse_args([flag, value])
+    assert exc.value.code == 2
+    assert f"argument {flag}: must be >= {low}, got {value}" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ DDP smoke
 def test_ddp_two_gloo_ranks(shapes_yaml, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",

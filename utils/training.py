@@ -73,7 +73,7 @@ def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
-    """Options of the run being resumed, with --device/--batch-size/--workers/--epochs overrides."""
+    """Options of the run being resumed, with --device/--batch-size/--workers overrides."""
     if opt.resume is True or opt.resume == "":
         found = sorted(Path(opt.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
         if not found:
