@@ -1,12 +1,14 @@
 """Hyperparameter configuration: one frozen object read from a hyp YAML.
 
 The hyp YAML is flat (yolov5-compatible keys). Every key is a field of :class:`Hyp`, grouped
-below by subject with one comment each. Unknown keys and values of the wrong type stop with a
+below by subject with one comment each; :data:`RANGES` gives every field its allowed values.
+Unknown keys, values of the wrong type, non-finite numbers and values out of range stop with a
 message naming the file and the key, before anything is built.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,23 @@ class Hyp:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+# Allowed values of every Hyp field, in one table: a new field needs a line here (a test checks).
+# Numbers: an interval, "[" / "]" closed, "(" / ")" open; every number must also be finite.
+# Strings: the tuple of choices. lr_steps and multi_scale_range have their own checks (_check_pairs).
+RANGES: dict[str, str | tuple[str, ...]] = {
+    "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "box_loss": BOX_LOSSES,
+    "lr0": "(0, 1]", "lrf": "[0, 1]", "momentum": "[0, 1)", "weight_decay": "[0, 1)",
+    "warmup_epochs": "[0, 1000]", "warmup_momentum": "[0, 1)", "warmup_bias_lr": "[0, 1]",
+    "nbs": "[1, 4096]", "grad_clip": "[0, 1e6]", "ema_decay": "[0, 1)", "bn_momentum": "(0, 1]",
+    "box": "[0, 100]", "cls": "[0, 100]", "obj": "[0, 100]", "cls_pw": "(0, 100]", "obj_pw": "(0, 100]",
+    "iou_t": "[0, 1]", "anchor_t": "(1, 100]", "fl_gamma": "[0, 10]", "label_smoothing": "[0, 1)",
+    "hsv_h": "[0, 0.5]", "hsv_s": "[0, 1]", "hsv_v": "[0, 1]", "degrees": "[0, 180]", "translate": "[0, 1]",
+    "scale": "[0, 1)", "shear": "[0, 45]", "perspective": "[0, 0.001]", "flipud": "[0, 1]", "fliplr": "[0, 1]",
+    "mosaic": "[0, 1]", "mixup": "[0, 1]", "multi_scale_every": "[1, 100000]",
+    "lr_steps": "pairs", "multi_scale_range": "pairs",
+}
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
@@ -89,7 +108,9 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: key '{key}' must be a number, got {value!r}")
-        return type(default)(value) if isinstance(default, float) else value
+        if isinstance(default, int) and not float(value).is_integer():
+            raise ConfigError(f"{path}: key '{key}' must be an integer, got {value!r}")
+        return float(value) if isinstance(default, float) else int(value)
     if isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{path}: key '{key}' must be a string, got {value!r}")
     return value
@@ -110,23 +131,45 @@ def hyp_from_dict(d: dict[str, Any], source: str = "<hyp>") -> Hyp:
     return hyp
 
 
-def _check(h: Hyp, source: str) -> None:
-    if h.box_loss not in BOX_LOSSES:
-        raise ConfigError(f"{source}: key 'box_loss' must be one of {BOX_LOSSES}, got {h.box_loss!r}")
-    if h.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"{source}: key 'lr_schedule' must be one of {LR_SCHEDULES}, got {h.lr_schedule!r}")
-    if h.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"{source}: key 'optimizer' must be one of {OPTIMIZERS}, got {h.optimizer!r}")
-    if h.lr_schedule == "step":
+def _in_interval(value: float, interval: str) -> bool:
+    lo_text, hi_text = interval[1:-1].split(",")
+    lo, hi = float(lo_text), float(hi_text)
+    above = value > lo if interval[0] == "(" else value >= lo
+    below = value < hi if interval[-1] == ")" else value <= hi
+    return above and below
+
+
+def _check_pairs(h: Hyp, source: str) -> None:
+    if h.lr_schedule == "step" or h.lr_steps:
         for step in h.lr_steps:
-            if not (isinstance(step, tuple) and len(step) == 2):
-                raise ConfigError(f"{source}: key 'lr_steps' entries must be [epoch, lr], got {step!r}")
-    for name in ("lr0", "nbs", "anchor_t"):
-        if getattr(h, name) <= 0:
-            raise ConfigError(f"{source}: key '{name}' must be positive, got {getattr(h, name)!r}")
-    for name in ("flipud", "fliplr", "mosaic", "mixup"):
-        if not 0.0 <= getattr(h, name) <= 1.0:
-            raise ConfigError(f"{source}: key '{name}' is a probability in [0, 1], got {getattr(h, name)!r}")
+            ok = isinstance(step, tuple) and len(step) == 2 and all(_is_number(v) for v in step)
+            if not ok or not (float(step[0]).is_integer() and step[0] >= 0 and _in_interval(step[1], "(0, 1]")):
+                raise ConfigError(f"{source}: key 'lr_steps' entries must be [epoch >= 0, lr in (0, 1]], got {step!r}")
+    r = h.multi_scale_range
+    if not (len(r) == 2 and all(_is_number(v) for v in r) and 0 < r[0] <= 1 <= r[1] <= 4):
+        raise ConfigError(f"{source}: key 'multi_scale_range' must be [low, high] with 0 < low <= 1 <= high <= 4, "
+                          f"got {list(r)!r}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(h: Hyp, source: str) -> None:
+    """Every field against its line of :data:`RANGES` (a field without one is a programming error)."""
+    for f in dataclasses.fields(h):
+        rule, value = RANGES.get(f.name), getattr(h, f.name)
+        if rule is None:
+            raise ConfigError(f"{source}: key '{f.name}' has no allowed range in utils/config.py RANGES")
+        if isinstance(rule, tuple):
+            if value not in rule:
+                raise ConfigError(f"{source}: key '{f.name}' must be one of {rule}, got {value!r}")
+        elif rule != "pairs":
+            if not _is_number(value):
+                raise ConfigError(f"{source}: key '{f.name}' must be a finite number, got {value!r}")
+            if not _in_interval(value, rule):
+                raise ConfigError(f"{source}: key '{f.name}' must be in {rule}, got {value!r}")
+    _check_pairs(h, source)
 
 
 def read_yaml(path: str | Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
