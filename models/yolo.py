@@ -63,6 +63,36 @@ class _Row:
         raise ModelConfigError(f"{self.source}: layer {self.i} ({self.where}) {self.text}: {msg}")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_top(cfg: dict[str, Any], source: str) -> tuple[int, float, float]:
+    """``nc``, depth and width multiples, each checked; backbone and head must be non-empty lists."""
+    nc = cfg["nc"]
+    if not _is_int(nc) or nc < 1:
+        raise ModelConfigError(f"{source}: key 'nc' must be a positive integer (the number of classes), got {nc!r}")
+    multiples = []
+    for key in ("depth_multiple", "width_multiple"):
+        v = cfg.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 8:
+            raise ModelConfigError(f"{source}: key '{key}' must be a number in (0, 8], got {v!r}")
+        multiples.append(float(v))
+    for key in ("backbone", "head"):
+        if not isinstance(cfg[key], list) or not cfg[key]:
+            raise ModelConfigError(f"{source}: key '{key}' must be a non-empty list of [from, n, module, args] rows")
+    return nc, multiples[0], multiples[1]
+
+
+def _check_anchors(r: "_Row", anchors: Any) -> None:
+    ok = isinstance(anchors, list) and anchors and all(
+        isinstance(level, list) and level and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e5 for v in level)
+        for level in anchors)
+    if not ok:
+        r.fail(f"Detect anchors must be a list of levels, each a list of positive w, h sizes, got {anchors!r}")
+
+
 def _resolve_arg(a: Any, nc: int, anchors: Any) -> Any:
     if a == "nc":
         return nc
@@ -96,16 +126,17 @@ def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int
     c1 = c_in[0]
     width = lambda c: make_divisible(c * gw, 8) if gw != 1 else c  # noqa: E731
     if spec.kind in ("conv", "conv_n", "conv2d"):
-        if not args or not isinstance(args[0], int):
-            r.fail(f"{r.name} needs the output channels as its first argument")
+        if not args or not _is_int(args[0]) or args[0] < 1:
+            r.fail(f"{r.name} needs the output channels (a positive integer) as its first argument, "
+                   f"got {args[0] if args else None!r}")
         c2 = width(args[0])
         rest = args[1:]
         if spec.kind == "conv_n":
             return [c1, c2, n, *rest], c2 * spec.expansion
         return [c1, c2, *rest], c2
     if spec.kind == "mb3":
-        if len(args) < 2 or not all(isinstance(a, int) for a in args[:2]):
-            r.fail(f"{r.name} needs [expanded channels, output channels, ...]")
+        if len(args) < 2 or not all(_is_int(a) and a >= 1 for a in args[:2]):
+            r.fail(f"{r.name} needs [expanded channels, output channels, ...] as positive integers")
         return [c1, width(args[0]), width(args[1]), *args[2:]], width(args[1])
     if spec.kind == "bn":
         return [c1], c1
@@ -122,6 +153,9 @@ def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int
     if spec.kind == "detect":
         if len(args) < 2:
             r.fail("Detect needs [nc, anchors] (and optionally a decode kind)")
+        if not _is_int(args[0]) or args[0] < 1:
+            r.fail(f"Detect's number of classes must be a positive integer, got {args[0]!r}")
+        _check_anchors(r, args[1])
         return [args[0], args[1], c_in, *args[2:]], 0
     r.fail(f"internal: unknown registry kind {spec.kind!r}")
     return [], 0
@@ -142,8 +176,8 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
     for key in ("nc", "backbone", "head"):
         if key not in cfg:
             raise ModelConfigError(f"{source}: missing key '{key}'")
-    nc, anchors = cfg["nc"], cfg.get("anchors")
-    gd, gw = cfg.get("depth_multiple", 1.0), cfg.get("width_multiple", 1.0)
+    nc, gd, gw = _check_top(cfg, source)
+    anchors = cfg.get("anchors")
     act = cfg.get("activation", DEFAULT_ACTIVATION)
     rows_yaml = list(cfg["backbone"]) + list(cfg["head"])
     layers, froms, info, out = [], [], [], []
@@ -154,7 +188,7 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
             r.fail(f"unknown module '{r.name}'; known modules: {', '.join(sorted(REGISTRY))}")
         if not isinstance(r.args, list):
             r.fail("args must be a list")
-        if not isinstance(r.n, int) or r.n < 1:
+        if not _is_int(r.n) or r.n < 1:
             r.fail(f"n must be a positive integer, got {r.n!r}")
         fs = _check_from(r)
         n = max(round(r.n * gd), 1) if r.n > 1 else r.n
@@ -191,7 +225,12 @@ class Model(nn.Module):
         super().__init__()
         cfg = load_model_cfg(cfg) if isinstance(cfg, (str, Path)) else dict(cfg)
         if nc is not None and nc != cfg.get("nc"):
-            cfg["nc"] = int(nc)
+            if "nc" in cfg and (not _is_int(cfg["nc"]) or cfg["nc"] < 1):  # a bad YAML value even if overridden
+                _check_top(cfg, cfg.get("source", "<model yaml>"))
+            if not _is_int(nc) or nc < 1:
+                raise ModelConfigError(f"{cfg.get('source', '<model yaml>')}: the number of classes must be a "
+                                       f"positive integer, got {nc!r}")
+            cfg["nc"] = nc
         self.yaml = cfg
         self.model, self.froms, self.rows = parse_model(cfg, ch)
         self.save = sorted({j for f in self.froms for j in (f if isinstance(f, list) else [f]) if j != -1})
@@ -235,16 +274,31 @@ class Model(nn.Module):
         was_training = self.training
         self.train()
         with torch.no_grad():
-            try:
-                outs = self.forward(torch.zeros(1, ch, s, s))
-            except RuntimeError as e:
-                raise ModelConfigError(f"{self.yaml.get('source', '<model yaml>')}: the layers do not fit "
-                                       f"together (shape mismatch in a dummy forward): {e}") from None
+            outs = self._dummy_forward(torch.zeros(1, ch, s, s))
         self.detect.stride = torch.tensor([s / o.shape[-2] for o in outs], dtype=torch.float32)
         if len(self.detect.stride) > 1 and not torch.all(self.detect.stride[1:] > self.detect.stride[:-1]):
             raise ModelConfigError(f"{self.yaml.get('source')}: Detect inputs must go from small to "
                                    f"large stride, got strides {self.detect.stride.tolist()}")
         self.train(was_training)
+
+    def _dummy_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``forward`` one layer at a time, so that a layer that fails is named by its YAML row."""
+        saved: dict[int, torch.Tensor] = {}
+        n_backbone = len(self.yaml["backbone"])
+        for i, (m, f) in enumerate(zip(self.model, self.froms)):
+            if f != -1:
+                x = saved[f] if isinstance(f, int) else [x if j == -1 else saved[j] for j in f]
+            try:
+                x = m(x)
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                where = f"backbone row {i}" if i < n_backbone else f"head row {i - n_backbone}"
+                row = (list(self.yaml["backbone"]) + list(self.yaml["head"]))[i]
+                shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
+                raise ModelConfigError(f"{self.yaml.get('source', '<model yaml>')}: layer {i} ({where}) {row}: "
+                                       f"the layers do not fit together (input of shape {shapes} in a dummy forward): "
+                                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            saved[i] = x
+        return x
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -182,7 +182,7 @@ def test_channel_mismatch_is_reported_not_crashed():
     cfg = _cfg_with()
     cfg["head"] = copy.deepcopy(cfg["head"])
     cfg["head"][4] = [[-1, 6], 1, "Concat", [1]]   # P4 route concat with a stride-8 map
-    with pytest.raises(ModelConfigError, match="do not fit together"):
+    with pytest.raises(ModelConfigError, match=r"\(head row 4\).*do not fit together"):
         Model(cfg)
 
 
