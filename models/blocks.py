@@ -1,4 +1,5 @@
-"""Generic convolutional blocks: Conv (conv-BN-activation), Bottleneck, the CSP family, SPP, Concat.
+"""Generic convolutional blocks: Conv (conv-BN-activation), Bottleneck, the CSP family (incl. yolov5's C3),
+SPP/SPPF, Concat.
 
 Channel arithmetic follows the YOLOv4 YAML models of PyTorch_YOLOv4 (seeds 000/001 give the
 per-layer parameter counts these blocks reproduce). Every block that contains activations takes
@@ -103,6 +104,41 @@ class BottleneckCSP2(nn.Module):
         y1 = self.m(x1)
         y2 = self.cv2(x1)
         return self.cv3(self.act(self.bn(torch.cat((y1, y2), 1))))
+
+
+class C3(nn.Module):
+    """The yolov5 (v4.0+) CSP block: two 1x1 branches, ``n`` Bottlenecks on one, a 1x1 fuse of the
+    concat (no separate BN on the concat, unlike BottleneckCSP)."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
+                 e: float = 0.5, act: str = "silu"):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = Conv(c1, c_, 1, 1, act=act)
+        self.cv3 = Conv(2 * c_, c2, 1, 1, act=act)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class SPPF(nn.Module):
+    """Fast SPP (yolov5 v6.0+): one ``k`` max-pool applied three times in a row equals the
+    5/9/13 pyramid for k=5; 1x1 reduce to ``c1 // 2`` before, 1x1 fuse of the four maps after."""
+
+    def __init__(self, c1: int, c2: int, k: int = 5, act: str = "silu"):
+        super().__init__()
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = Conv(4 * c_, c2, 1, 1, act=act)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
 
 
 def _max_pools(ks: tuple[int, ...]) -> nn.ModuleList:

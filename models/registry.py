@@ -11,6 +11,7 @@ Each entry says how a row's arguments become constructor arguments (its ``kind``
 * ``reorg``    ``[s]``               -> ``Reorg(s)``; out ``c1 * s * s``
 * ``spp_pool`` ``[k]``               -> ``SPPPool(k)``; out ``c1 * (len(k) + 1)``
 * ``concat``   ``[d]``               -> ``Concat(d)``; out = sum of inputs
+* ``route``    ``[groups, group_id]`` -> ``Route(groups, group_id)``; out = sum of inputs // groups
 * ``detect``   ``[nc, anchors, decode?]`` -> ``Detect(nc, anchors, [c of each input], decode)``
 
 ``c2'`` is ``c2`` times the width multiple, rounded to a multiple of 8. ``act`` is passed to the
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from models import attention, blocks, darknet, head, mobilenet, resnet
+from models import attention, blocks, darknet, darknet_layers, head, mobilenet, resnet
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ REGISTRY: dict[str, Spec] = {
     "Bottleneck": Spec(blocks.Bottleneck, "conv", act=True),
     "BottleneckCSP": Spec(blocks.BottleneckCSP, "conv_n", act=True),
     "BottleneckCSP2": Spec(blocks.BottleneckCSP2, "conv_n", act=True),
+    "C3": Spec(blocks.C3, "conv_n", act=True),
     "SPP": Spec(blocks.SPP, "conv", act=True),
+    "SPPF": Spec(blocks.SPPF, "conv", act=True),
     "SPPCSP": Spec(blocks.SPPCSP, "conv_n", act=True),
     "SPPPool": Spec(blocks.SPPPool, "spp_pool"),
     "Concat": Spec(blocks.Concat, "concat"),
@@ -57,6 +60,15 @@ REGISTRY: dict[str, Spec] = {
     "DarkResidual": Spec(darknet.DarkResidual, "conv_n", act=True),
     "CSPStage": Spec(darknet.CSPStage, "conv_n", act=True),
     "Reorg": Spec(darknet.Reorg, "reorg"),
+    # darknet .cfg sections with darknet's exact semantics (models/darknet_layers.py)
+    "DarknetConv": Spec(darknet_layers.DarknetConv, "conv", act=True),
+    "DarknetMaxPool": Spec(darknet_layers.DarknetMaxPool, "same"),
+    "DarknetReorg": Spec(darknet_layers.DarknetReorg, "reorg"),
+    "DarknetUpsample": Spec(darknet_layers.DarknetUpsample, "same"),
+    "Route": Spec(darknet_layers.Route, "route"),
+    "Shortcut": Spec(darknet_layers.Shortcut, "same"),
+    "GlobalAvgPool": Spec(darknet_layers.GlobalAvgPool, "same"),
+    "ChannelSoftmax": Spec(darknet_layers.ChannelSoftmax, "same"),
     # attention (models/attention.py)
     "CA": Spec(attention.CoordAtt, "conv"),
     # head

@@ -38,7 +38,13 @@ TOTALS = [
     # YOLOv4-L + CA(256) 6,680 + CA(512) 25,648 + CA(1024) 100,448
     ("yolov4_l_ca", 4, 358, 52_515_505 + 6_680 + 25_648 + 100_448),
     ("yolov4_mobilenetv3_large_tv", 4, 308, 28_695_681),
+    # yolov5n's layout at nc=80: "YOLOv5n summary: 214 layers, 1872157 parameters" (yolov5 7.0, which
+    # counts modules as layers; 1,872,157 parameters in 177 tensors)
+    ("yolov5n_layout", 80, 177, 1_872_157),
 ]
+# yolov5 7.0's per-layer parameter column for yolov5n.yaml at nc=80 (its model summary table)
+YOLOV5N_ROWS = [1760, 4672, 4800, 18560, 29184, 73984, 156928, 295424, 296448, 164608, 33024, 0, 0, 90880,
+                8320, 0, 0, 22912, 36992, 0, 74496, 147712, 0, 296448, 115005]
 
 # The seeds' printed totals (%g): the exact numbers above must print the same way.
 SEED_PRINTED = {"yolov4_s": "9.12461e+06", "yolov4_l": "5.25155e+07", "yolov4_resnet18": "3.64896e+07",
@@ -64,6 +70,11 @@ def test_config_totals(built, name, nc, layers, params):
     assert (n_layers, n_params, n_grad) == (layers, params, params)
     if name in SEED_PRINTED:
         assert f"{n_params:g}" == SEED_PRINTED[name]
+
+
+def test_yolov5n_layout_rows_match_yolov5(built):
+    model = built("yolov5n_layout", 80)
+    assert [sum(p.numel() for p in layer.parameters()) for layer in model.model] == YOLOV5N_ROWS
 
 
 # Backbone rows of the seeds' tables: (params, printed arguments) per row.
