@@ -17,7 +17,7 @@ import yaml
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import Hyp, replace
 from utils.ema import ModelEMA
-from utils.schedule import build_optimizer, lr_factor, set_lr
+from utils.schedule import accumulation_at, build_optimizer, lr_factor, set_lr, warmup_iterations
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -55,6 +55,40 @@ def test_warmup_and_parameter_groups():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005, 0.055])
     set_lr(opt, h, epochs=10, epoch=5, ni=500, nw=100)      # after warm-up: lr0 * ((1 - 0.5) * 0.99 + 0.01)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.00505] * 3)
+
+
+def test_warmup_length_and_accumulation_ramp():
+    # yolov5: warm-up lasts max(warmup_epochs * batches, 100) batches ...
+    assert warmup_iterations(Hyp(warmup_epochs=3.0), 25) == 100
+    assert warmup_iterations(Hyp(warmup_epochs=3.0), 50) == 150
+    assert warmup_iterations(Hyp(warmup_epochs=1.0, warmup_min_iters=0), 25) == 25
+    assert warmup_iterations(Hyp(warmup_epochs=0.0), 25) == 0
+    # ... and the batches per optimiser step rise 1 -> nbs/batch (4 here): 1 + 3 ni / 100, rounded
+    assert [accumulation_at(ni, 100, 4) for ni in (0, 16, 17, 50, 83, 84, 100, 5000)] == [1, 1, 2, 2, 3, 4, 4, 4]
+    assert accumulation_at(0, 0, 4) == 4 and accumulation_at(10, 100, 1) == 1
+
+
+def test_tiny_dataset_still_steps(tmp_path):
+    """6 images, batch 4, nominal batch 16: accumulate is 4 but an epoch has only 2 batches; a
+    1-epoch run must still change the weights (warm-up steps at once; the run's last batch steps)."""
+    from utils.engine import LoopSettings, LoopState, train_one_epoch
+    from utils.loss import build_criterion
+    from models.yolo import Model, load_model_cfg
+    torch.manual_seed(0)
+    cfg = load_model_cfg(ROOT / "configs" / "yolov4_n.yaml")
+    model = Model(cfg, nc=2)
+    hyp = Hyp(nbs=16, warmup_epochs=0.0, ema_decay=0.0)
+    crit = build_criterion(model, hyp, 64)
+    opt = build_optimizer(model, "SGD", 0.01, 0.9, 0.0)
+    batches = [(torch.randint(0, 255, (b, 3, 64, 64), dtype=torch.uint8),
+                torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3]]), ["x"] * b, None, None) for b in (4, 2)]
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state = LoopState()
+    s = LoopSettings(torch.device("cpu"), epochs=1, accumulate=4, warmup_iters=0, show_progress=False)
+    train_one_epoch(model, crit, batches, opt, scaler, None, hyp, 0, s, state)
+    assert state.last_opt_step == 1                      # stepped on the last batch of the run
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_ema_update_formula():

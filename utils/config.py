@@ -38,6 +38,7 @@ class Hyp:
     warmup_epochs: float = 3.0      # linear warm-up length (fractions allowed)
     warmup_momentum: float = 0.8    # momentum at the start of warm-up
     warmup_bias_lr: float = 0.1     # bias lr at the start of warm-up
+    warmup_min_iters: int = 100     # warm-up lasts at least this many batches (yolov5), when warmup_epochs > 0
     nbs: int = 64                   # nominal batch size: gradients accumulate up to it
     grad_clip: float = 10.0         # max gradient norm (0 disables)
     ema_decay: float = 0.9999       # model EMA decay (0 disables EMA)

@@ -16,7 +16,7 @@ from utils.config import Hyp
 from utils.ema import ModelEMA, unwrap
 from utils.metrics import DetectionMetrics, ImageDet, detection_metrics, ground_truth
 from utils.nms import non_max_suppression, scale_boxes
-from utils.schedule import set_lr
+from utils.schedule import accumulation_at, set_lr
 
 LOGGER = logging.getLogger(__name__)
 LOSS_NAMES = ("box", "obj", "cls")
@@ -31,8 +31,8 @@ class LoopSettings:
     """Fixed settings of the training loop (derived once from the options in train.py)."""
     device: torch.device
     epochs: int
-    accumulate: int                 # optimiser step every N batches (nominal batch size)
-    warmup_iters: int
+    accumulate: int                 # optimiser step every N batches after warm-up (nominal batch size)
+    warmup_iters: int               # during warm-up the step interval rises from 1 to ``accumulate``
     amp_dtype: Optional[torch.dtype] = None   # torch.float16 / torch.bfloat16, None = fp32
     max_nonfinite: int = 3          # consecutive non-finite losses before NonFiniteLossError
     show_progress: bool = True
@@ -101,7 +101,8 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema:
             continue
         state.nonfinite = 0
         scaler.scale(loss).backward()
-        if ni - state.last_opt_step >= s.accumulate:
+        last_batch_of_run = epoch == s.epochs - 1 and i == len(loader) - 1  # no gradient left unapplied
+        if ni - state.last_opt_step >= accumulation_at(ni, s.warmup_iters, s.accumulate) or last_batch_of_run:
             _optimizer_step(model, optimizer, scaler, ema, hyp)
             state.last_opt_step = ni
         sums += torch.stack([items[k].detach().float().cpu() for k in LOSS_NAMES])

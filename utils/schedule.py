@@ -8,8 +8,10 @@ Schedules give a multiplier of ``lr0`` as a function of the epoch (seed 003's re
 * ``step``: ``lr0`` until the first ``(epoch, lr)`` entry of ``lr_steps``, then that lr, etc.
   (seed 003: 1e-4, 5e-5 from epoch 30, 1e-5 from epoch 50).
 
-Warm-up runs for ``warmup_epochs`` worth of iterations: weights and BN lrs rise from 0, bias lr
-falls from ``warmup_bias_lr``, SGD momentum rises from ``warmup_momentum``, all linearly.
+Warm-up runs for ``warmup_epochs`` worth of iterations (at least ``warmup_min_iters``, as yolov5):
+weights and BN lrs rise from 0, bias lr falls from ``warmup_bias_lr``, SGD momentum rises from
+``warmup_momentum``, and the batches accumulated per optimiser step rise from 1 to ``nbs / batch``,
+all linearly.
 The lr is set from these pure functions every iteration, so there is no scheduler state to save.
 """
 from __future__ import annotations
@@ -65,7 +67,18 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
 
 
 def warmup_iterations(hyp: Hyp, batches_per_epoch: int) -> int:
-    return int(round(hyp.warmup_epochs * batches_per_epoch))
+    """``warmup_epochs`` worth of batches, at least ``warmup_min_iters`` (yolov5: 100) when warm-up is on."""
+    if hyp.warmup_epochs <= 0:
+        return 0
+    return max(int(round(hyp.warmup_epochs * batches_per_epoch)), hyp.warmup_min_iters)
+
+
+def accumulation_at(ni: int, warmup_iters: int, accumulate: int) -> int:
+    """Batches per optimiser step at global iteration ``ni``: during warm-up it rises linearly from
+    1 to ``accumulate`` (rounded, as yolov5), so the first batches step at once; afterwards ``accumulate``."""
+    if ni >= warmup_iters or accumulate <= 1:
+        return accumulate
+    return max(1, int(round(float(np.interp(ni, [0, warmup_iters], [1, accumulate])))))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, hyp: Hyp, epochs: int, epoch: int, ni: int, nw: int) -> None:
