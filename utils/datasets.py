@@ -121,6 +121,9 @@ def load_split(cfg: DataConfig, split: str, cache: bool = True, cache_dir: str |
                                             {"names": names, "category_ids": category_ids}):
             LOGGER.info("%s: dataset cache written to %s", cfg.yaml_path, cpath)
     report.log(LOGGER)
+    if not records and not report.n_found:
+        where = cfg.annotations[split] if cfg.format == "coco" else cfg.yaml_path
+        raise ConfigError(f"{where}: split '{split}' lists no images")
     if not records:
         raise ConfigError(f"{cfg.yaml_path}: key '{split}': none of the {report.n_found} images is usable "
                           f"(see the warnings above)")

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from utils.augment import PAD_VALUE, augment_hsv, flip_lr, flip_ud, letterbox, letterbox_boxes, mixup, \
     mosaic_compose, mosaic_plan, random_affine
 from utils.config import Hyp
+from utils.image_io import decode_image
 from utils.records import DatasetInfo
 from utils.sampler import SeededSampler
 
@@ -37,19 +38,13 @@ LOGGER = logging.getLogger(__name__)
 
 WORKER_TIMEOUT_S = 300  # a worker batch slower than this is an error, not a silent hang
 RECT_PAD = 0.5  # rect batches: shape = ceil(aspect * img_size / stride + RECT_PAD) * stride (as yolov5 val)
-_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
 
 
 def imread_rgb(path: str, reduce: int = 1) -> np.ndarray | None:
-    """Decode to RGB uint8 ``[H, W, 3]`` ignoring EXIF orientation (as verification does);
-    ``reduce`` in {1, 2, 4, 8} lets the JPEG decoder downscale by that factor (DCT scaling)."""
-    reduced = {1: 0, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-    flags = (reduced[reduce] & ~cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    data = np.fromfile(path, np.uint8)
-    if _RGB is not None:
-        return cv2.imdecode(data, flags | _RGB)
-    img = cv2.imdecode(data, flags | cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """Decode to RGB uint8 ``[H, W, 3]`` with the project's one decoder (EXIF orientation applied,
+    as in verification and detect.py: :mod:`utils.image_io`); ``reduce`` in {1, 2, 4, 8} lets the
+    JPEG decoder downscale by that factor (DCT scaling)."""
+    return decode_image(path, rgb=True, reduce=reduce)
 
 
 def resized_shape(width: int, height: int, long_side: int) -> tuple[int, int]:

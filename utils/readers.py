@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.coco_schema import validate_coco
 from utils.config import ConfigError
 from utils.records import ImageRecord, make_record
 from utils.verify import Issue
@@ -40,7 +41,7 @@ class ReadResult:
 
 # ------------------------------------------------------------------------------------- COCO
 def _coco_categories(data: dict, json_path: Path, names: tuple[str, ...] | None, yaml_path: Path):
-    cats = sorted(data.get("categories", []), key=lambda c: c["id"])
+    cats = sorted(data["categories"], key=lambda c: c["id"])
     if names is None:
         return [c["name"] for c in cats], [int(c["id"]) for c in cats]
     by_name = {c["name"]: int(c["id"]) for c in cats}
@@ -66,16 +67,15 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
         data = json.loads(Path(json_path).read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{yaml_path}: annotations {json_path} unreadable: {e}") from None
+    validate_coco(data, json_path)
     names_out, cat_ids = _coco_categories(data, json_path, names, yaml_path)
     cls_of = {cid: i for i, cid in enumerate(cat_ids)}
     by_name = {p.name: p for p in image_paths}
     first_dir = image_paths[0].parent if image_paths else Path(json_path).parent
-    anns: dict[int, list[dict]] = {}
-    for a in data.get("annotations", []):
-        anns.setdefault(a.get("image_id"), []).append(a)
     res = ReadResult([], [], names_out, cat_ids)
-    ignored = outside = 0
-    for im in data.get("images", []):
+    anns = _coco_annotations_by_image(data, json_path, res)
+    ignored, outside = Counter(), 0
+    for im in data["images"]:
         fname = Path(im["file_name"]).name
         fallback = first_dir / im["file_name"]
         if image_paths and fname not in by_name and fallback.exists():
@@ -84,8 +84,8 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
         path = str(by_name.get(fname, fallback))  # absent from disk: kept, verification names it missing
         rows, refs = [], []
         for a in anns.get(im["id"], []):
-            if a.get("category_id") not in cls_of:
-                ignored += 1
+            if a["category_id"] not in cls_of:
+                ignored[a["category_id"]] += 1  # categories outside 'names' (a subset): not used
                 continue
             box = _coco_box(a)
             if box is None:
@@ -101,11 +101,35 @@ def read_coco(json_path: Path, image_paths: list[Path], names: tuple[str, ...] |
                                        [r[1] for r in rows], [r[2] for r in rows], area, None, json_path))
         res.refs.append(refs)
     if ignored:
-        LOGGER.info("%s: %d annotations of categories outside 'names' are not used", json_path, ignored)
+        LOGGER.info("%s: %d annotations of categories outside 'names' are not used (category_id: count %s)",
+                    json_path, sum(ignored.values()), dict(ignored))
     if outside:
         LOGGER.info("%s: %d images of the JSON are not in this split's image folder or list and are not used",
                     json_path, outside)
     return res
+
+
+def _coco_annotations_by_image(data: dict, json_path: Path, res: ReadResult) -> dict[int, list[dict]]:
+    """Annotations grouped by image id. One whose category is not in the JSON's ``categories`` is a
+    ``bad_class`` issue naming its id; those whose ``image_id`` is not in ``images`` are counted in
+    one ``unmatched`` issue (the first one named)."""
+    image_ids = {im["id"] for im in data["images"]}
+    defined = {c["id"] for c in data["categories"]}
+    anns: dict[int, list[dict]] = {}
+    orphans = []
+    for a in data["annotations"]:
+        if a["image_id"] not in image_ids:
+            orphans.append(a)
+        elif a["category_id"] not in defined:
+            res.issues.append(Issue("bad_class", str(json_path), f"category_id {a['category_id']} is not among the "
+                                    f"JSON's categories {sorted(defined)}; box dropped", f"annotation id {a['id']}"))
+        else:
+            anns.setdefault(a["image_id"], []).append(a)
+    if orphans:
+        res.issues.append(Issue("unmatched", str(json_path), f"{len(orphans)} of {len(data['annotations'])} "
+                                f"annotations refer to an image_id not in 'images' (first: image_id "
+                                f"{orphans[0]['image_id']}); they are not used", f"annotation id {orphans[0]['id']}"))
+    return anns
 
 
 # ------------------------------------------------------------------------------------- YOLO
@@ -138,7 +162,8 @@ def parse_yolo_line(tokens: list[str]) -> tuple[int, list[float]] | str:
 
 
 def read_yolo_file(txt: Path) -> tuple[list[int], list[list[float]], list[str], list[Issue]]:
-    """Classes, normalised xyxy boxes, line refs and issues of one label file (absent -> empty)."""
+    """Classes, normalised xyxy boxes, line refs and issues of one label file (absent -> empty).
+    A polygon line's ref ends with ``(polygon)``."""
     cls, boxes, refs, issues = [], [], [], []
     if not txt.is_file():
         return cls, boxes, refs, issues
@@ -156,24 +181,40 @@ def read_yolo_file(txt: Path) -> tuple[list[int], list[list[float]], list[str], 
             continue
         cls.append(parsed[0])
         boxes.append(parsed[1])
-        refs.append(f"line {n}")
+        refs.append(f"line {n}" + (" (polygon)" if len(tokens) > 5 else ""))
     return cls, boxes, refs, issues
 
 
+def missing_labels_issue(missing: list[tuple[Path, Path]], n_images: int, what: str) -> list[Issue]:
+    """One ``no_label`` issue counting the images without a label file, naming the first one."""
+    if not missing:
+        return []
+    image, label = missing[0]
+    return [Issue("no_label", str(image), f"no {what} {label}; {len(missing)} of {n_images} images have none "
+                                          f"and are used as images without objects")]
+
+
 def read_yolo(image_paths: list[Path], names: tuple[str, ...], labels: str = "labels") -> ReadResult:
+    """YOLO txt per image. Missing label files and polygon lines are each counted in one issue."""
     res = ReadResult([], [], list(names), list(range(1, len(names) + 1)), normalized=True)
-    no_label = 0
+    missing, polygons = [], []
     for i, p in enumerate(image_paths):
         txt = yolo_label_path(p, labels)
-        no_label += not txt.is_file()
+        if not txt.is_file():
+            missing.append((p, txt))
         cls, boxes, refs, issues = read_yolo_file(txt)
         if issues:
             res.issues += issues
             res.skip.add(str(p))
+        polygons += [(txt, r) for r in refs if r.endswith("(polygon)")]
         res.records.append(make_record(p, i, 0, 0, boxes, cls, label_file=txt))
         res.refs.append(refs)
-    if no_label:
-        LOGGER.info("%d of %d images have no label file (used as images without objects)", no_label, len(image_paths))
+    res.issues += missing_labels_issue(missing, len(image_paths), "label file")
+    if polygons:
+        n_files = len({t for t, _ in polygons})
+        res.issues.append(Issue("polygon", str(polygons[0][0]), f"{len(polygons)} label lines in {n_files} files are "
+                                f"polygons (yolov5's segment format 'class x1 y1 x2 y2 ...'); their bounding boxes "
+                                f"are used", polygons[0][1].replace(" (polygon)", "")))
     return res
 
 
@@ -193,24 +234,36 @@ def parse_voc_xml(xml_path: Path) -> tuple[int, int, list[tuple[str, list[float]
     try:
         w = int(float(size.findtext("width"))) if size is not None else 0
         h = int(float(size.findtext("height"))) if size is not None else 0
-        objects = []
-        for obj in root.iter("object"):
-            bb = obj.find("bndbox")
-            x1, y1, x2, y2 = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-            objects.append((obj.findtext("name", "").strip(), [x1 - 1, y1 - 1, x2, y2],
-                            obj.findtext("difficult", "0").strip() in ("1", "true")))
-    except (TypeError, ValueError, AttributeError) as e:
-        return f"bad <size> or <bndbox> ({e})"
+    except (TypeError, ValueError, OverflowError) as e:
+        return f"bad <size> ({e})"
+    if w < 0 or h < 0:
+        return f"bad <size>: width {w}, height {h}"
+    objects = []
+    for k, obj in enumerate(root.iter("object"), 1):
+        name = (obj.findtext("name") or "").strip()
+        where = f"object {k} ({name or 'no <name>'})"
+        if not name:
+            return f"{where} has no <name>"
+        bb = obj.find("bndbox")
+        if bb is None:
+            return f"{where} has no <bndbox>"
+        try:
+            x1, y1, x2, y2 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            return f"{where}: <bndbox> needs numeric <xmin> <ymin> <xmax> <ymax>"
+        objects.append((name, [x1 - 1, y1 - 1, x2, y2], obj.findtext("difficult", "0").strip() in ("1", "true")))
     return w, h, objects
 
 
 def read_voc(image_paths: list[Path], names: tuple[str, ...] | None) -> ReadResult:
     """VOC XML per image; ``names`` None -> all object names found, sorted. Objects of other
     names are not used (logged as a count)."""
-    parsed = {}
+    parsed, missing = {}, []
     res = ReadResult([], [], [], [])
     for p in image_paths:
         xml = voc_annotation_path(p)
+        if not xml.is_file():
+            missing.append((p, xml))
         out = parse_voc_xml(xml) if xml.is_file() else (0, 0, [])
         if isinstance(out, str):
             res.issues.append(Issue("bad_label_line", str(xml), out))
@@ -221,14 +274,19 @@ def read_voc(image_paths: list[Path], names: tuple[str, ...] | None) -> ReadResu
         names = tuple(sorted({o[0] for _, _, objs in parsed.values() for o in objs}))
     res.names, res.category_ids = list(names), list(range(1, len(names) + 1))
     index = {n: i for i, n in enumerate(names)}
-    ignored = Counter()
+    res.issues += missing_labels_issue(missing, len(image_paths), "annotation XML")
+    ignored, first_file = Counter(), {}
     for i, p in enumerate(image_paths):
         w, h, objs = parsed[p]
         used = [(k, o) for k, o in enumerate(objs) if o[0] in index]
-        ignored.update(o[0] for o in objs if o[0] not in index)
+        for o in objs:
+            if o[0] not in index:
+                ignored[o[0]] += 1
+                first_file.setdefault(o[0], voc_annotation_path(p).name)
         res.records.append(make_record(p, i, w, h, [o[1] for _, o in used], [index[o[0]] for _, o in used],
                                        None, None, [o[2] for _, o in used], voc_annotation_path(p)))
         res.refs.append([f"object {k + 1}" for k, _ in used])
     if ignored:
-        LOGGER.info("VOC objects of classes outside 'names' are not used: %s", dict(ignored))
+        LOGGER.info("VOC objects of classes outside 'names' are not used: %s",
+                    ", ".join(f"{n} x{c} (first in {first_file[n]})" for n, c in ignored.items()))
     return res

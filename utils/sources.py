@@ -24,6 +24,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from utils.image_io import decode_image
+
 IMAGE_EXTS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpeg", ".mpg", ".wmv", ".asf", ".gif", ".ts")
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -107,10 +109,9 @@ class Frame:
 
 
 def read_image(path: Path) -> Optional[np.ndarray]:
-    """BGR ``uint8 [H, W, 3]`` or None when OpenCV cannot decode the file (grey/alpha -> BGR)."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return img if img is not None and img.size else None
+    """BGR ``uint8 [H, W, 3]`` upright (EXIF orientation applied, the one rule of
+    :mod:`utils.image_io`), or None when the file cannot be decoded (grey/alpha -> BGR)."""
+    return decode_image(path)
 
 
 def _video_frames(path: Path) -> Iterator[Frame]:

@@ -16,9 +16,14 @@ non_finite          NaN or inf coordinate                                       
 out_of_range        a normalised coordinate outside [-0.01, 1.01]                   box clipped
 zero_size           width or height <= 0 after clipping to the image                box dropped
 duplicate           same class, box and crowd flag as an earlier box                box dropped
+no_label            (one per split) YOLO txt / VOC XML absent: count, first image   no boxes
+polygon             (one per split) YOLO lines with > 5 values: count, first line   bounding box
+unmatched           (one per split) COCO annotations whose image_id is not an       not used
+                    image of the JSON: count, first annotation id
 ==================  ==============================================================  =============
 
-Coordinates within the 1% tolerance are clipped without a warning. The cache (see
+Coordinates within the 1% tolerance are clipped without a warning. Images are decoded by
+:func:`utils.image_io.decode_image` (EXIF orientation applied), like everywhere else. The cache (see
 :func:`cache_path`) stores the verified records and the issues, keyed by a hash of every
 involved file's path, size and mtime; a cache hit replays the same warnings and summary.
 """
@@ -34,18 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from utils.image_io import decode_image, read_bytes
 from utils.records import ImageRecord
 
 LOGGER = logging.getLogger(__name__)
 
 RANGE_TOL = 0.01          # normalised coordinates may exceed [0, 1] by this much before a warning
-CACHE_VERSION = 2  # bump whenever a reader changes what a split contains (2: COCO honours list files)
+CACHE_VERSION = 3  # bump whenever a reader changes what a split contains (3: EXIF applied, counted notes)
 MAX_LOGGED_ISSUES = 30    # warnings printed one by one; the rest are counted in the summary
-IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 SKIP_IMAGE_KINDS = ("missing_image", "corrupt_image", "size_mismatch", "bad_label_line")
+NOTE_KINDS = ("no_label", "polygon", "unmatched")  # one counted issue per split, always logged
 
 
 @dataclass
@@ -94,18 +99,21 @@ class VerifyReport:
         return text
 
     def log(self, logger: logging.Logger = LOGGER) -> None:
-        """Warn once per issue (the first MAX_LOGGED_ISSUES), then the one-line summary."""
-        for issue in self.issues[:MAX_LOGGED_ISSUES]:
+        """Warn once per issue (the counted notes, then the first MAX_LOGGED_ISSUES others), then
+        the one-line summary."""
+        notes = [i for i in self.issues if i.kind in NOTE_KINDS]
+        others = [i for i in self.issues if i.kind not in NOTE_KINDS]
+        for issue in notes + others[:MAX_LOGGED_ISSUES]:
             logger.warning("%s [%s]", issue, issue.kind)
-        if len(self.issues) > MAX_LOGGED_ISSUES:
-            logger.warning("... %d more issues (see the summary counts)", len(self.issues) - MAX_LOGGED_ISSUES)
+        if len(others) > MAX_LOGGED_ISSUES:
+            logger.warning("... %d more issues (see the summary counts)", len(others) - MAX_LOGGED_ISSUES)
         logger.info("%s", self.summary())
 
 
 def check_image_file(path: str | Path) -> tuple[int, int, str | None]:
     """Read and decode an image: ``(width, height, None)`` or ``(0, 0, reason)``."""
     try:
-        data = np.fromfile(str(path), np.uint8)
+        data = read_bytes(path)
     except OSError as e:
         return 0, 0, f"cannot read image: {e.strerror or e}"
     if data.size == 0:
@@ -115,7 +123,7 @@ def check_image_file(path: str | Path) -> tuple[int, int, str | None]:
         return 0, 0, "truncated JPEG (no end-of-image marker FFD9)"
     if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail.tobytes():
         return 0, 0, "truncated PNG (no IEND chunk)"
-    img = cv2.imdecode(data, IMREAD_FLAGS)
+    img = decode_image(data)  # upright: EXIF orientation applied, as everywhere (utils/image_io.py)
     if img is None:
         return 0, 0, "cannot decode image (corrupt or unsupported format)"
     return int(img.shape[1]), int(img.shape[0]), None
@@ -184,8 +192,10 @@ def verify_records(records: list[ImageRecord], nc: int, split: str, refs: list[l
         if rec.path in skip:
             continue
         if rec.width and rec.height and (rec.width, rec.height) != (w, h):
+            swapped = " (width and height swapped: an EXIF orientation tag, which is applied, may be the cause)" \
+                if (rec.width, rec.height) == (h, w) else ""
             issues.append(Issue("size_mismatch", rec.path, f"annotations say {rec.width}x{rec.height}, "
-                                                           f"image is {w}x{h}"))
+                                                           f"image is {w}x{h}{swapped}"))
             continue
         rec.width, rec.height = w, h
         if normalized:

@@ -71,7 +71,8 @@ def test_bad_images_and_label_lines_are_reported(tmp_path, caplog):
                                      "{'corrupt_image': 2, 'bad_label_line': 1}; dropped 2 boxes "
                                      "{'bad_class': 1, 'duplicate': 1}; clipped 1 out-of-range boxes")
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 6 and any("nonnumeric.txt (line 2)" in w for w in warned)
+    assert len(warned) == 7 and any("nonnumeric.txt (line 2)" in w for w in warned)
+    assert any("negative.jpg: no label file" in w and "1 of 8 images have none" in w for w in warned)
     assert any(info.report.summary() in r.getMessage() for r in caplog.records)
 
 
