@@ -11,13 +11,19 @@ Two box decodings are supported (``decode`` argument):
   and a box can be at most 4x its anchor (hence ``anchor_t = 4``).
 * ``"exp"`` (YOLOv2/YOLOv3, seeds 003 and 004): ``xy = (sigmoid(t) + cell) * stride``,
   ``wh = exp(t) * anchor``. Only the centre cell can predict a box.
+* ``"region"`` (the YOLOv2 ``[region]`` layer of darknet): as ``"exp"``, but the class scores are a
+  softmax over the classes (the detection score ``obj * cls`` is then darknet's probability).
+
+``scale_xy`` (one per level, darknet's ``scale_x_y``; default 2 for ``"scaled"``, 1 otherwise)
+widens the centre range: ``xy = (sigmoid(t) * s - (s - 1) / 2 + cell) * stride`` (yolov4.cfg: 1.2,
+1.1, 1.05). With ``s = 2`` that is the scaled decode's ``2 sigmoid(t) - 0.5``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-DECODINGS = ("scaled", "exp")
+DECODINGS = ("scaled", "exp", "region")
 
 
 class Detect(nn.Module):
@@ -27,7 +33,8 @@ class Detect(nn.Module):
         nc: number of classes.
         anchors: per level, a flat list ``[w0, h0, w1, h1, ...]`` of anchor sizes in input pixels.
         ch: input channels of each level.
-        decode: ``"scaled"`` or ``"exp"`` (see module docstring).
+        decode: ``"scaled"``, ``"exp"`` or ``"region"`` (see module docstring).
+        scale_xy: per-level centre scale (darknet ``scale_x_y``); None = the decode's default.
 
     ``stride`` (tensor ``[nl]``) is filled in by :class:`models.yolo.Model` after one dummy forward.
     ``anchors`` is a buffer ``[nl, na, 2]`` in input pixels.
@@ -36,7 +43,8 @@ class Detect(nn.Module):
     sigmoid objectness and class scores.
     """
 
-    def __init__(self, nc: int, anchors: list[list[float]], ch: list[int], decode: str = "scaled"):
+    def __init__(self, nc: int, anchors: list[list[float]], ch: list[int], decode: str = "scaled",
+                 scale_xy: list[float] | None = None):
         super().__init__()
         if decode not in DECODINGS:
             raise ValueError(f"Detect decode must be one of {DECODINGS}, got {decode!r}")
@@ -49,6 +57,10 @@ class Detect(nn.Module):
         self.nl = len(anchors)
         self.na = len(anchors[0]) // 2
         self.decode = decode
+        if scale_xy is not None and len(scale_xy) != self.nl:
+            raise ValueError(f"Detect scale_xy needs one value per level ({self.nl}), got {scale_xy}")
+        default = 2.0 if decode == "scaled" else 1.0
+        self.scale_xy = [float(v) for v in scale_xy] if scale_xy is not None else [default] * self.nl
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, self.na, 2))
         self.register_buffer("stride", torch.zeros(self.nl))
         self.m = nn.ModuleList(nn.Conv2d(c, self.na * self.no, 1) for c in ch)
@@ -73,13 +85,14 @@ class Detect(nn.Module):
         anchor = self.anchors[i].to(r.dtype).view(1, self.na, 1, 1, 2)
         stride = self.stride[i].to(r.dtype)
         s = r.sigmoid()
+        k = self.scale_xy[i]
+        xy = ((s[..., :2] * k - (k - 1) / 2 if k != 1 else s[..., :2]) + grid) * stride
         if self.decode == "scaled":
-            xy = (s[..., :2] * 2 - 0.5 + grid) * stride
             wh = (s[..., 2:4] * 2) ** 2 * anchor
         else:
-            xy = (s[..., :2] + grid) * stride
             wh = torch.exp(r[..., 2:4].clamp(max=10.0)) * anchor
-        return torch.cat((xy, wh, s[..., 4:]), -1).view(b, -1, self.no)
+        cls = r[..., 5:].softmax(-1) if self.decode == "region" else s[..., 5:]
+        return torch.cat((xy, wh, s[..., 4:5], cls), -1).view(b, -1, self.no)
 
     def init_biases(self, image_size: int = 640) -> None:
         """Prior-informed output biases (objectness ~8 objects per 640 image, classes ~0.6/nc)."""

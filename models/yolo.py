@@ -29,7 +29,7 @@ from utils.config import ConfigError, read_yaml  # noqa: E402
 LOGGER = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "activation", "backbone", "head",
-                  "torchvision_backbone", "pretrained", "notes"}
+                  "torchvision_backbone", "pretrained", "notes", "darknet"}
 DEFAULT_ACTIVATION = "mish"
 
 
@@ -38,8 +38,12 @@ class ModelConfigError(ConfigError):
 
 
 def load_model_cfg(path: str | Path) -> dict[str, Any]:
-    """Read a model YAML with ``yaml.safe_load``; remember the source path for messages."""
+    """Read a model YAML with ``yaml.safe_load`` (a darknet ``.cfg`` is translated to the same rows);
+    remember the source path for messages."""
     path = Path(path)
+    if path.suffix == ".cfg":
+        from utils.darknet_build import cfg_to_model_dict
+        return cfg_to_model_dict(path)
     cfg = read_yaml(path, "model config", ModelConfigError)
     if not isinstance(cfg, dict):
         raise ModelConfigError(f"{path}: expected a mapping with backbone/head rows")
@@ -150,6 +154,9 @@ def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int
         return [tuple(k)], c1 * (len(k) + 1)
     if spec.kind == "concat":
         return args, sum(c_in)
+    if spec.kind == "route":
+        groups = args[0] if args else 1
+        return args, sum(c // groups for c in c_in)
     if spec.kind == "detect":
         if len(args) < 2:
             r.fail("Detect needs [nc, anchors] (and optionally a decode kind)")
@@ -161,8 +168,9 @@ def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int
     return [], 0
 
 
-def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, list[int], list[dict]]:
-    """Build the layers of a model YAML.
+def parse_model(cfg: dict[str, Any], ch_in: int = 3,
+                detector: bool = True) -> tuple[nn.Sequential, list[int], list[dict]]:
+    """Build the layers of a model YAML (``detector=False``: a classifier, no Detect row at the end).
 
     Returns ``(layers, froms, rows)`` where ``froms[i]`` is layer i's ``from`` made absolute
     (``-1``, the previous layer, stays ``-1``; an int or a list of ints) and
@@ -213,7 +221,7 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
         info.append({"from": r.f, "n": n, "params": sum(p.numel() for p in m.parameters()),
                      "module": f"{spec.cls.__module__}.{spec.cls.__name__}",
                      "args": args + ([row_kwargs] if row_kwargs else [])})
-    if not isinstance(layers[-1], Detect):
+    if detector and not isinstance(layers[-1], Detect):
         raise ModelConfigError(f"{source}: the last row must be a Detect head")
     return nn.Sequential(*layers), froms, info
 
