@@ -25,7 +25,7 @@ import torch
 from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
 from utils.augment import letterbox
 from utils.checkpoint import CheckpointError, load_model
-from utils.cli import int_at_least
+from utils.cli import float_in, int_at_least
 from utils.config import ConfigError
 from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
 from utils.device import select_device
@@ -40,9 +40,9 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weights", required=True, help="checkpoint written by train.py")
     ap.add_argument("--source", required=True, help="image, video, folder, glob pattern or .txt list of paths")
     ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
-    ap.add_argument("--conf-thres", type=float, default=0.25, help="score threshold (obj x class)")
-    ap.add_argument("--iou-thres", type=float, default=0.45, help="NMS threshold")
-    ap.add_argument("--classes", type=int, nargs="+", help="keep only these class indices")
+    ap.add_argument("--conf-thres", type=float_in(0, 1), default=0.25, help="score threshold (obj x class)")
+    ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.45, help="NMS threshold")
+    ap.add_argument("--classes", type=int_at_least(0), nargs="+", help="keep only these class indices")
     ap.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
     ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="suppression rule")
     ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
@@ -141,6 +141,8 @@ def run(opt: argparse.Namespace) -> dict:
     if img_size != opt.img_size:
         LOGGER.warning("warning: --img-size %d is not a multiple of the stride %d; using %d", opt.img_size, stride, img_size)
     names, category_ids = class_names(ckpt, model.nc), ckpt.get("category_ids")
+    if opt.classes and max(opt.classes) >= model.nc:
+        raise ConfigError(f"--classes {max(opt.classes)}: {opt.weights} predicts {model.nc} classes (0-{model.nc - 1})")
     save_dir = increment_path(Path(opt.project) / opt.name, opt.exist_ok)
     (save_dir / "labels" if opt.save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     times, seen, skipped, results, video = np.zeros(3), 0, [], [], VideoOut()

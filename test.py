@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from utils.cli import int_at_least
+from utils.cli import float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("test")
@@ -32,8 +32,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--task", choices=("val", "test", "train"), default="val", help="split to evaluate")
     ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
     ap.add_argument("--batch-size", type=int_at_least(1), default=32)
-    ap.add_argument("--conf-thres", type=float, default=0.001, help="score threshold (obj x class)")
-    ap.add_argument("--iou-thres", type=float, default=0.65, help="NMS IoU threshold")
+    ap.add_argument("--conf-thres", type=float_in(0, 1), default=0.001, help="score threshold (obj x class)")
+    ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="NMS IoU threshold")
     ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="suppression rule")
     ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from utils.cli import int_at_least
+from utils.cli import check_freeze, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("train")
@@ -33,23 +34,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--name", default="exp")
     ap.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run, or the given last.pt")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int_at_least(0), default=0)
     ap.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help="overrides the hyp YAML")
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
     ap.add_argument("--multi-scale", action="store_true", help="vary the image size every few batches (seed 004)")
     ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
     ap.add_argument("--patience", type=int_at_least(0), default=100, help="early stopping: epochs without improvement (0 = off)")
-    ap.add_argument("--freeze", type=int, nargs="+", default=[], help="freeze the first N layers, or these layer indices")
+    ap.add_argument("--freeze", type=int_at_least(0), nargs="+", default=[],
+                    help="freeze the first N layers, or these layer indices")
     ap.add_argument("--cache", choices=("ram",), default=None, help="cache decoded images in RAM")
     ap.add_argument("--amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
                     help="mixed precision: auto = fp16 on CUDA, off on CPU")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="train in channels_last memory format (faster convolutions on CPU and CUDA)")
     ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="NMS kind for validation")
-    ap.add_argument("--iou-thres", type=float, default=0.65, help="validation NMS IoU threshold")
+    ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="validation NMS IoU threshold")
     ap.add_argument("--noautoanchor", action="store_true", help="keep the YAML anchors even if k-means fits better")
     ap.add_argument("--nan-retries", type=int_at_least(0), default=3, help="reloads of last.pt after repeated non-finite losses")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--download", action="store_true",
+                    help="allow the dataset YAML's 'download' entry to run when the data is missing")
     opt = ap.parse_args(argv)
     for key in ("batch_size", "workers", "device"):  # --resume keeps the run's values unless given
         setattr(opt, f"{key}_given", getattr(opt, key) is not None)
@@ -58,11 +62,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return opt  # workers None: the Trainer picks the device's default
 
 
+def prepare(opt: argparse.Namespace) -> None:
+    """Before anything is built: say what a --resume checkpoint names, check --freeze against the
+    model, and fetch a missing dataset only with consent (--download, or a yes at a prompt)."""
+    from models.yolo import load_model_cfg
+    from utils.data_config import ensure_dataset, load_data_config
+    run = opt
+    if opt.resume:
+        from utils.training import resolve_resume
+        run, path = resolve_resume(opt)
+        LOGGER.info("--resume %s: the checkpoint names cfg %s, data %s, weights %s", path, run.cfg, run.data,
+                    run.weights or "(none)")
+    if run.freeze:
+        rows = [load_model_cfg(run.cfg).get(k) for k in ("backbone", "head")]
+        if all(isinstance(r, list) for r in rows):  # otherwise building the model names the problem
+            check_freeze(run.freeze, len(rows[0]) + len(rows[1]), run.cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        ensure_dataset(load_data_config(run.data), download=True, allowed=opt.download)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_args(argv)
     from utils.training import Trainer, TrainingStopped, fit
     try:
+        prepare(opt)
         summary = fit(Trainer(opt))
     except (ConfigError, TrainingStopped) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -13,8 +13,10 @@ Layout of a checkpoint (every value is a tensor, a state dict or plain Python da
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +59,44 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or cannot tell: keep the file)
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete ``.<name>.<pid>.*.tmp`` files beside ``path`` left by an interrupted save: those of a
+    process that no longer runs, of this process (its saves are sequential), and older-style names
+    without a pid. Returns the removed files."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() and "." in tmp.name[len(path.name) + 2:-4] else None
+        if pid is None or pid == os.getpid() or not _pid_alive(pid):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     """Write ``ckpt`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never a truncated one.
+    A crash at any moment leaves either the old file or the new one, never a truncated one. The
+    temporary file's name carries the writer's pid; leftovers of dead writers are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"kind": KIND, "version": VERSION, **ckpt}, f)
@@ -81,17 +113,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint (an interrupted copy or download?)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would add stderr lines
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (pickle errors have many types)
-        raise CheckpointError(f"{path}: not a loadable checkpoint (weights_only=True refused or the file is "
-                              f"damaged): {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint: {_load_failure(e)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
         raise CheckpointError(f"{path}: not a checkpoint of this framework (no '{KIND}' marker); "
                               f"expected a file written by train.py")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this code ({VERSION})")
     return ckpt
+
+
+def _load_failure(e: Exception) -> str:
+    """torch.load's error as one line, without torch's hint to retry unsafely (never do that)."""
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in text:
+        detail = next((line.strip() for line in text.splitlines()
+                       if "GLOBAL" in line or line.strip().startswith("Unsupported")), "")
+        return ("refused: it holds Python objects other than tensors and plain data, which could run code "
+                f"when loaded{f' ({detail})' if detail else ''}; only checkpoints written by train.py load")
+    if not isinstance(e, RuntimeError):  # KeyError / EOFError / ValueError from a foreign header
+        return f"not a PyTorch file (torch.load: {type(e).__name__} reading its header)"
+    first = text.split(". ")[0].splitlines()[0].strip() if text.strip() else type(e).__name__
+    return f"damaged or not a PyTorch checkpoint ({first}); was the file truncated or is it something else?"
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_ema: bool = True):

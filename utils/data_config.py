@@ -1,4 +1,4 @@
-"""Dataset YAML: loading, validation and the explicit download step.
+"""Dataset YAML: loading, validation and the consented download step.
 
 Keys (yolov5-compatible, plus ``format``, ``*_annotations`` and ``labels``)::
 
@@ -13,32 +13,27 @@ Keys (yolov5-compatible, plus ``format``, ``*_annotations`` and ``labels``)::
                              # absent: all categories, COCO in ascending category id, VOC sorted)
     nc: 2                    # optional, must equal len(names)
     labels: labels           # yolo only: folder name that replaces the last "images" path part
-    download: data/scripts/get_coco.sh   # optional script (.sh/.py) or URL, run only on request
+    download: data/scripts/get_coco.sh   # optional script (.sh/.py) or URL, run only with consent
+                                         # (train.py --download; see utils/downloads.py)
 
 Every problem raises :class:`utils.config.ConfigError` naming the YAML file and the key.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import shutil
-import subprocess
-import tarfile
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 from utils.config import ConfigError, read_yaml
+from utils.downloads import DownloadError, describe, may_download, run_download
 
 LOGGER = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo", "voc")
 SPLITS = ("train", "val", "test")
 KNOWN_KEYS = {"path", "format", "names", "nc", "download", "labels", *SPLITS, *(f"{s}_annotations" for s in SPLITS)}
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -156,9 +151,11 @@ def missing_paths(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val")) -
     return missing
 
 
-def ensure_dataset(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"), download: bool = False) -> None:
-    """Raise ConfigError when the dataset is absent, unless ``download`` is True and the YAML has a
-    ``download`` entry: then run it (logged) and check again. ``train.py`` calls this once."""
+def ensure_dataset(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"), download: bool = False,
+                   allowed: bool = False) -> None:
+    """Raise ConfigError when the dataset is absent. With ``download`` and a ``download`` entry in
+    the YAML, run it, but only with consent (``allowed`` = ``train.py --download``, or a yes at an
+    interactive prompt; see :func:`utils.downloads.may_download`), then check again."""
     missing = missing_paths(cfg, splits)
     if not missing:
         return
@@ -166,60 +163,12 @@ def ensure_dataset(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"), 
     if not download or not cfg.download:
         hint = f" (the YAML's 'download' entry {cfg.download!r} can fetch it)" if cfg.download else ""
         raise ConfigError(f"{cfg.yaml_path}: dataset not found: {what}{hint}")
+    if not may_download(cfg.yaml_path, cfg.download, cfg.root, allowed):
+        raise DownloadError(f"{cfg.yaml_path}: dataset not found: {what}; its 'download' entry would run "
+                            f"{describe(cfg.yaml_path, cfg.download)}: rerun with --download to allow it")
     LOGGER.info("dataset %s not found (%s); running download: %s", cfg.root, what, cfg.download)
-    run_download(cfg)
+    run_download(cfg.yaml_path, cfg.download, cfg.root)
     missing = missing_paths(cfg, splits)
     if missing:
-        raise ConfigError(f"{cfg.yaml_path}: download {cfg.download!r} finished but still missing: "
-                          f"{'; '.join(missing)}")
-
-
-def _resolve_script(cfg: DataConfig, script: str) -> Path:
-    p = Path(script).expanduser()
-    candidates = [p] if p.is_absolute() else [cfg.yaml_path.resolve().parent / p, REPO_ROOT / p, Path.cwd() / p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ConfigError(f"{cfg.yaml_path}: key 'download': script {script} not found (looked in "
-                      f"{', '.join(str(c.parent) for c in candidates)})")
-
-
-def run_download(cfg: DataConfig) -> None:
-    """Run the YAML's ``download`` entry for ``cfg.root``.
-
-    * ``http(s)://...``: the file is fetched into ``root.parent`` and unpacked there if a zip/tar.
-    * ``*.py``: the script is imported and its ``download(root: Path)`` function called in-process.
-    * other scripts: ``bash <script> <root>``.
-    """
-    spec = cfg.download
-    if not spec:
-        raise ConfigError(f"{cfg.yaml_path}: key 'download' is not set; nothing to run")
-    if spec.startswith(("http://", "https://")):
-        _download_url(spec, cfg.root.parent)
-        return
-    script = _resolve_script(cfg, spec)
-    if script.suffix == ".py":
-        module_spec = importlib.util.spec_from_file_location(f"_download_{script.stem}", script)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        if not hasattr(module, "download"):
-            raise ConfigError(f"{cfg.yaml_path}: key 'download': {script} has no download(root) function")
-        module.download(cfg.root)
-    else:
-        subprocess.run(["bash", str(script), str(cfg.root)], check=True)
-
-
-def _download_url(url: str, dest_dir: Path) -> None:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / url.rstrip("/").split("/")[-1]
-    LOGGER.info("downloading %s -> %s", url, target)
-    with urllib.request.urlopen(url) as r, open(target, "wb") as f:  # noqa: S310 (user-given URL)
-        shutil.copyfileobj(r, f)
-    if zipfile.is_zipfile(target):
-        with zipfile.ZipFile(target) as z:
-            z.extractall(dest_dir)
-        target.unlink()
-    elif tarfile.is_tarfile(target):
-        with tarfile.open(target) as t:
-            t.extractall(dest_dir, filter="data")
-        target.unlink()
+        raise DownloadError(f"{cfg.yaml_path}: download {cfg.download!r} finished but still missing: "
+                            f"{'; '.join(missing)}")

@@ -23,4 +23,7 @@ def select_device(spec: str, local_rank: int = -1) -> torch.device:
     if local_rank >= 0:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
+    n = torch.cuda.device_count()
+    if spec != "cuda" and int(index) >= n:
+        raise ConfigError(f"--device {spec}: this machine has {n} CUDA device(s) (0-{n - 1})")
     return torch.device("cuda", 0 if spec == "cuda" else int(index))

@@ -15,6 +15,7 @@ JPEG encoding with fixed parameters) with the same OpenCV build. Boxes are the t
 each object's full (unoccluded) shape. About 2-3 s for the default 400 + 100 images.
 
     python data/scripts/make_shapes.py --out datasets/shapes [--seed 0] [--train 400] [--val 100]
+    python data/scripts/make_shapes.py datasets/shapes       # as data/shapes.yaml's download entry runs it
 """
 from __future__ import annotations
 
@@ -150,19 +151,15 @@ def make_shapes(out_dir: str | Path, n_train: int = 400, n_val: int = 100, seed:
     return out_dir
 
 
-def download(root: Path) -> None:
-    """Entry point used by ``utils.data_config.run_download`` (the YAML's ``download`` key)."""
-    make_shapes(root)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", help="output folder (how a dataset YAML's download entry calls it)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "datasets" / "shapes"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train", type=int, default=400)
     ap.add_argument("--val", type=int, default=100)
     args = ap.parse_args()
-    print(f"wrote {make_shapes(args.out, args.train, args.val, args.seed)}")
+    print(f"wrote {make_shapes(args.root or args.out, args.train, args.val, args.seed)}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_generation_is_byte_for_byte_reproducible(tmp_path):
 
 
 def test_download_entry_generates_the_default_dataset(tmp_path, caplog):
-    """shapes.yaml's download runs make_shapes in-process: 400 + 100 images in a few seconds, 1-6
+    """shapes.yaml's download runs make_shapes (a subprocess): 400 + 100 images in a few seconds, 1-6
     objects each, every object >= 12 px at a 160 px training size."""
     shipped = load_data_config(REPO / "data" / "shapes.yaml")
     cfg = data_config_from_dict({"path": "shapes", "format": "yolo", "train": "images/train", "val": "images/val",
