@@ -25,7 +25,7 @@ import torch
 from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
 from utils.augment import letterbox
 from utils.checkpoint import CheckpointError, load_model
-from utils.cli import float_in, int_at_least
+from utils.cli import OneLineParser, float_in, int_at_least
 from utils.config import ConfigError
 from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
 from utils.device import select_device
@@ -36,7 +36,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="checkpoint written by train.py")
     ap.add_argument("--source", required=True, help="image, video, folder, glob pattern or .txt list of paths")
     ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")

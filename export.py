@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from utils.checkpoint import CheckpointError, load_model
-from utils.cli import int_at_least
+from utils.cli import OneLineParser, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class DecodedOutput(nn.Module):
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="checkpoint written by train.py")
     ap.add_argument("--img-size", type=int_at_least(1), nargs="+", default=[640], help="H W, or one size for both")
     ap.add_argument("--batch-size", type=int_at_least(1), default=1, help="batch size of the traced input")

@@ -18,14 +18,14 @@ import logging
 import sys
 from pathlib import Path
 
-from utils.cli import float_in, int_at_least
+from utils.cli import OneLineParser, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("test")
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="", help="checkpoint written by train.py")
     ap.add_argument("--predictions", default="", help="COCO results JSON to score instead of running a model")
     ap.add_argument("--data", required=True, help="dataset YAML")

@@ -12,14 +12,14 @@ import logging
 import os
 import sys
 
-from utils.cli import check_freeze, float_in, int_at_least
+from utils.cli import OneLineParser, check_freeze, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cfg", default="configs/yolov4_n.yaml", help="model YAML")
     ap.add_argument("--data", default="data/shapes.yaml", help="dataset YAML")
     ap.add_argument("--hyp", default="configs/hyp.shapes.yaml", help="hyperparameter YAML (hyp.scratch.yaml: yolov5-style long runs)")

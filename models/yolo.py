@@ -25,6 +25,7 @@ from models.head import Detect  # noqa: E402
 from models.mobilenet import make_divisible  # noqa: E402
 from models.registry import REGISTRY, Spec  # noqa: E402
 from utils.config import ConfigError, read_yaml  # noqa: E402
+from utils.cli import OneLineParser, int_at_least  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
 
@@ -326,10 +327,10 @@ class Model(nn.Module):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build a model YAML and print its per-layer table.")
+    ap = OneLineParser(description="Build a model YAML and print its per-layer table.")
     ap.add_argument("--cfg", required=True, help="model YAML, e.g. configs/yolov4_l.yaml")
-    ap.add_argument("--nc", type=int, default=None, help="override the number of classes")
-    ap.add_argument("--img-size", type=int, default=640, help="input size for the GFLOPs figure")
+    ap.add_argument("--nc", type=int_at_least(1), default=None, help="override the number of classes")
+    ap.add_argument("--img-size", type=int_at_least(32), default=640, help="input size for the GFLOPs figure")
     opt = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

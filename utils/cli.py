@@ -7,6 +7,13 @@ from typing import Callable
 from utils.config import ConfigError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are ONE line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse ``type`` for integers ``>= low``: a bad value stops the CLI with exit code 2 and
     ``argument --flag: must be >= low, got N`` (no traceback)."""

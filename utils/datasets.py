@@ -21,7 +21,7 @@ from utils.data_config import DataConfig
 from utils.readers import ReadResult, read_coco, read_voc, read_yolo, voc_annotation_path, yolo_label_path
 from utils.records import DatasetInfo, ImageRecord, make_record
 from utils.sources import is_image
-from utils.verify import cache_path, files_signature, load_cache, save_cache, verify_records
+from utils.verify import SKIP_IMAGE_KINDS, cache_path, files_signature, load_cache, save_cache, verify_records
 
 __all__ = ["DatasetInfo", "ImageRecord", "make_record", "load_split", "list_split_images"]
 
@@ -125,8 +125,9 @@ def load_split(cfg: DataConfig, split: str, cache: bool = True, cache_dir: str |
         where = cfg.annotations[split] if cfg.format == "coco" else cfg.yaml_path
         raise ConfigError(f"{where}: split '{split}' lists no images")
     if not records:
-        raise ConfigError(f"{cfg.yaml_path}: key '{split}': none of the {report.n_found} images is usable "
-                          f"(see the warnings above)")
+        first = next((i for i in report.issues if i.kind in SKIP_IMAGE_KINDS), None)
+        raise ConfigError(f"{cfg.yaml_path}: key '{split}': none of the {report.n_found} images is usable"
+                          + (f"; the first: {first} [{first.kind}]" if first else " (see the warnings above)"))
     return DatasetInfo(split, cfg.format, cfg.root, records, list(names), list(category_ids),
                        cfg.annotations.get(split), report)
 
