@@ -3,6 +3,7 @@
     python export.py --weights best.pt --img-size 640                # -> best.onnx, decoded output
     python export.py --weights best.pt --dynamic --output model.onnx  # batch size left symbolic
     python export.py --weights best.pt --no-decode                    # raw head levels
+    python export.py --weights best.pt --include darknet --output yolo  # -> yolo.cfg + yolo.weights
 
 Graph input ``images``: float32 ``[B, 3, H, W]`` RGB scaled to 0..1 (letterboxed as detect.py
 does). Outputs:
@@ -67,7 +68,10 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-decode", action="store_true", help="export the raw head levels")
     ap.add_argument("--simplify", action="store_true", help="run onnxsim (ignored when not installed)")
     ap.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
-    ap.add_argument("--output", help="ONNX file (default: the weights path with .onnx)")
+    ap.add_argument("--output", help="ONNX file (default: the weights path with .onnx); darknet: the STEM "
+                    "of STEM.cfg + STEM.weights (default: the weights path without suffix)")
+    ap.add_argument("--include", nargs="+", choices=("onnx", "darknet"), default=["onnx"],
+                    help="formats to write (darknet: cfg + weights for models with a darknet equivalent)")
     return ap.parse_args(argv)
 
 
@@ -169,6 +173,12 @@ def run(opt: argparse.Namespace) -> Path:
         raise ExportError(f"--opset {opt.opset}: 17 or newer is required")
     if len(opt.img_size) not in (1, 2) or opt.batch_size < 1:
         raise ExportError("--img-size takes one or two sizes (H W) and --batch-size must be >= 1")
+    if "darknet" in opt.include:
+        from utils.darknet_io import export_checkpoint
+        paths = export_checkpoint(opt.weights, opt.output if opt.include == ["darknet"] else None, opt.img_size[0])
+        LOGGER.info("exported %s + %s", *paths)
+        if opt.include == ["darknet"]:
+            return paths[0]
     module, model, ckpt = export_module(opt.weights, opt.no_decode)  # the user's file is checked first
     _require_onnx()
     s = int(model.stride.max())

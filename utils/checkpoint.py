@@ -109,8 +109,15 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load one of our checkpoints with ``weights_only=True``; clear errors for anything else."""
+    """Load one of our checkpoints with ``weights_only=True``; clear errors for anything else.
+
+    A darknet ``.weights`` file (with its ``.cfg`` next to it) loads as the tensors of that model,
+    for ``train.py --weights`` (see :func:`utils.darknet_io.weights_checkpoint`).
+    """
     path = Path(path)
+    if path.suffix == ".weights":
+        from utils.darknet_io import weights_checkpoint
+        return weights_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -149,12 +156,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_ema:
     Returns ``(model, ckpt)``; the model is in eval mode on ``device`` with the EMA weights when
     present (those are what validation measured).
     """
-    from models.yolo import Model
+    from models.classifier import build_model
 
     ckpt = load_checkpoint(path)
     cfg = dict(ckpt["model_cfg"])
     cfg.pop("pretrained", None)
-    model = Model(cfg)
+    model = build_model(cfg)
     state = ckpt["ema"] if prefer_ema and ckpt.get("ema") is not None else ckpt["model"]
     model.load_state_dict(state)
     return model.to(device).eval(), ckpt
