@@ -171,6 +171,9 @@ def compare_onnxruntime(path: Path, module: nn.Module, x: torch.Tensor) -> float
 def run(opt: argparse.Namespace) -> Path:
     if opt.opset < 17:
         raise ExportError(f"--opset {opt.opset}: 17 or newer is required")
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as max_opset
+    if opt.opset > max_opset:
+        raise ExportError(f"--opset {opt.opset}: this torch exports opsets 17-{max_opset}")
     if len(opt.img_size) not in (1, 2) or opt.batch_size < 1:
         raise ExportError("--img-size takes one or two sizes (H W) and --batch-size must be >= 1")
     if "darknet" in opt.include:
@@ -187,6 +190,10 @@ def run(opt: argparse.Namespace) -> Path:
     if hw != (h, w):
         LOGGER.warning("warning: image size %dx%d rounded up to %dx%d (multiple of stride %d)", h, w, *hw, s)
     path = Path(opt.output) if opt.output else Path(opt.weights).with_suffix(".onnx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"--output {path}: cannot create its folder ({e.strerror or e})") from None
     names = output_names(model, opt.no_decode)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(opt.batch_size, 3, *hw, generator=gen)

@@ -67,12 +67,22 @@ def prepare(opt: argparse.Namespace) -> None:
     model, and fetch a missing dataset only with consent (--download, or a yes at a prompt)."""
     from models.yolo import load_model_cfg
     from utils.data_config import ensure_dataset, load_data_config
+    from utils.checkpoint import RESUME_KEYS, CheckpointError, load_checkpoint, require_keys, remove_stale_temporaries
     run = opt
     if opt.resume:
         from utils.training import resolve_resume
-        run, path = resolve_resume(opt)
+        try:
+            run, path = resolve_resume(opt)
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"--resume {opt.resume}: not a checkpoint of a training run ({e!r} missing or "
+                                  f"malformed)") from None
         LOGGER.info("--resume %s: the checkpoint names cfg %s, data %s, weights %s", path, run.cfg, run.data,
                     run.weights or "(none)")
+        require_keys(load_checkpoint(path), RESUME_KEYS, path, "resume")
+        for name in ("last.pt", "best.pt"):
+            remove_stale_temporaries(path.parent / name)
+    if run.weights:
+        require_keys(load_checkpoint(run.weights), ("model",), run.weights, "take initial weights")
     if run.freeze:
         rows = [load_model_cfg(run.cfg).get(k) for k in ("backbone", "head")]
         if all(isinstance(r, list) for r in rows):  # otherwise building the model names the problem

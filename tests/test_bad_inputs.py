@@ -121,7 +121,16 @@ def resume_checkpoint(tmp: Path) -> Path:
     path = tmp / "exp" / "weights" / "last.pt"
     opt = {"cfg": str(MODEL), "data": str(data), "weights": "", "freeze": [], "epochs": 5, "device": "cpu",
            "batch_size": 2, "workers": 0}
-    save_checkpoint({"epoch": 0, "opt": opt, "model": {}, "hyp": {}}, path)
+    save_checkpoint({"epoch": 0, "opt": opt, "model": {}, "hyp": {}, "best_fitness": 0.0, "optimizer": {}, "loop": {},
+                     "rng": {}}, path)
+    return path
+
+
+def partial_checkpoint(tmp: Path, drop: str) -> Path:
+    path = resume_checkpoint(tmp)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt.pop(drop)
+    torch.save(ckpt, path)
     return path
 
 
@@ -215,6 +224,13 @@ CASES = [
     ("checkpoint-damaged-resume", "train", lambda t, w: ["--resume", str(damaged_checkpoint(t))], ["damaged.pt"]),
     ("checkpoint-pickled-code", "test", lambda t, w: ["--weights", str(pickled_code(t)), "--data", "d.yaml"],
         ["evil.pt", "refused"]),
+    ("checkpoint-resume-without-optimizer", "train", lambda t, w: ["--resume", str(partial_checkpoint(t, "optimizer"))],
+        ["last.pt", "cannot resume", "'optimizer'"]),
+    ("checkpoint-resume-without-opt", "train", lambda t, w: ["--resume", str(partial_checkpoint(t, "opt"))],
+        ["--resume", "last.pt"]),
+    ("checkpoint-weights-without-model", "train",
+        lambda t, w: train_args(t, weights=partial_checkpoint(t, "model")), ["last.pt", "'model'"]),
+    ("export-opset-99", "export", lambda t, w: ["--weights", str(w), "--opset", "99"], ["--opset 99"]),
     ("checkpoint-empty", "export", lambda t, w: ["--weights", str(script(t, "empty.pt", ""))], ["empty.pt", "empty"]),
 ]
 

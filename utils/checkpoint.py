@@ -150,6 +150,17 @@ def _load_failure(e: Exception) -> str:
     return f"damaged or not a PyTorch checkpoint ({first}); was the file truncated or is it something else?"
 
 
+RESUME_KEYS = ("epoch", "best_fitness", "model", "optimizer", "loop", "rng", "hyp", "opt")
+
+
+def require_keys(ckpt: dict[str, Any], keys: tuple[str, ...], path: str | Path, use: str) -> None:
+    """CheckpointError naming the file when ``ckpt`` lacks any of ``keys`` (needed for ``use``)."""
+    missing = [k for k in keys if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: cannot {use}: the checkpoint has no {', '.join(map(repr, missing))} "
+                              f"(written by another tool, or by train.py of an older version?)")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_ema: bool = True):
     """Rebuild the network stored in a checkpoint (its config travels inside it).
 

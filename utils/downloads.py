@@ -75,8 +75,11 @@ def may_download(yaml_path: Path, spec: str, root: Path, allowed: bool,
         interactive = sys.stdin is not None and sys.stdin.isatty()
     if not interactive:
         return False
-    answer = ask(f"{yaml_path}: dataset {root} not found. Run its download entry, {describe(yaml_path, spec)}? "
-                 f"[y/N] ")
+    try:
+        answer = ask(f"{yaml_path}: dataset {root} not found. Run its download entry, {describe(yaml_path, spec)}? "
+                     f"[y/N] ")
+    except (EOFError, KeyboardInterrupt):
+        return False
     return answer.strip().lower() in ("y", "yes")
 
 
