@@ -264,7 +264,8 @@ def translate(sections: list[Section]) -> tuple[dict[str, Any], list[ConvSpec]]:
         model.update(nc=nc, anchors=anchors, backbone=st.rows, head=[row])
     else:
         model.update(nc=st.ch[len(sections) - 2], backbone=st.rows[:-1], head=st.rows[-1:])
-    model["darknet"] = {"sections": sections_to_plain(sections), "classifier": not st.levels}
+    model["darknet"] = {"sections": sections_to_plain(sections), "classifier": not st.levels,
+                        "rows": [st.row_of[i] for i in range(len(sections) - 1)]}  # layer -> row (None: in Detect)
     return model, st.convs
 
 

@@ -191,6 +191,22 @@ def _emit_head(w: _Writer, det: Detect, level: int, det_row: int) -> None:
     w.add("yolo", **opts)
 
 
+def _emission_order(froms: list, feeds: list[int]) -> list[int]:
+    """Rows in darknet order: a row read only by Detect, from one earlier row, follows that row
+    (yolov4.cfg puts each level's 3x3 conv + [yolo] right after the neck output it reads)."""
+    n = len(froms) - 1
+    absolute = [[i - 1 if j == -1 else j for j in (f if isinstance(f, list) else [f])] for i, f in enumerate(froms)]
+    readers = {i: [r for r in range(n) if i in absolute[r]] for i in range(n)}
+    moved = {r: absolute[r][0] for r in feeds if len(absolute[r]) == 1 and not readers[r] and absolute[r][0] < r - 1}
+    order: list[int] = []
+    for i in range(n):
+        if i in moved:
+            continue
+        order.append(i)
+        order += [r for r in sorted(moved) if moved[r] == i]
+    return order
+
+
 def _from_rows(model: nn.Module, img_size: int) -> tuple[list[Section], list[ConvSpec]]:
     w = _Writer(model, img_size)
     det_row = len(model.model) - 1
@@ -200,7 +216,8 @@ def _from_rows(model: nn.Module, img_size: int) -> tuple[list[Section], list[Con
         w.fail(f"{type(det).__name__} has no darknet equivalent")
     feeds = model.froms[-1] if isinstance(model.froms[-1], list) else [model.froms[-1]]
     feeds = [det_row - 1 if j == -1 else j for j in feeds]
-    for i, (m, f) in enumerate(zip(model.model[:-1], model.froms[:-1])):
+    for i in _emission_order(model.froms, feeds):
+        m, f = model.model[i], model.froms[i]
         w.row, w.prefix = i, f"model.{i}"
         fs = f if isinstance(f, list) else [f]
         _emit_module(w, m, [(w.out[i - 1] if i else -1) if j == -1 else w.out[j] for j in fs])

@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -87,12 +88,14 @@ def export_checkpoint(weights: str | Path, stem: str | Path | None = None, img_s
 
 def _seed_mappings(model_cfg: dict, convs: list[ConvSpec], state: dict) -> dict[str, torch.Tensor]:
     """The same tensors under the keys of each seed YAML whose darknet layout equals this cfg's."""
-    from models.yolo import Model
+    from models.yolo import load_model_cfg, parse_model
     sig = [(c.c_in, c.filters, c.size, c.groups, c.bn_prefix is None) for c in convs]
     mapped: dict[str, torch.Tensor] = {}
     for name in SEED_EQUIVALENTS:
-        with torch.device("meta"):
-            seed = Model(ROOT / "configs" / name, nc=model_cfg.get("nc"))
+        seed_cfg = {**load_model_cfg(ROOT / "configs" / name), "nc": model_cfg.get("nc")}
+        with torch.device("meta"):  # the layout only: no memory, no initialisation
+            layers, froms, _ = parse_model(seed_cfg)
+        seed = SimpleNamespace(yaml=seed_cfg, model=layers, froms=froms)
         try:
             theirs = export_sections(seed)[1]
         except DarknetError:
