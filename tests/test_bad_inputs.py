@@ -216,6 +216,10 @@ CASES = [
                      "</object></annotation>" for i in range(3)}), ["000000.xml", "no <bndbox>"]),
     ("yolo-all-labels-broken", "train", lambda t, w: train_args(t, yolo_dataset(t / "yolo", labels={
         i: "1 0.5 0.5 abc 0.2\n" for i in range(4)})), ["data.yaml", "'train'"]),
+    ("yolo-every-box-non-finite", "train", lambda t, w: train_args(t, yolo_dataset(t / "yolo", labels={
+        i: "1 nan 0.5 0.2 0.2\n" for i in range(4)})), ["data.yaml", "'train'", "0.txt (line 1)", "non_finite"]),
+    ("yolo-every-class-beyond-names", "train", lambda t, w: train_args(t, yolo_dataset(t / "yolo", labels={
+        i: "7 0.5 0.5 0.2 0.2\n" for i in range(4)})), ["data.yaml", "0.txt (line 1)", "class id 7"]),
     # checkpoints
     ("checkpoint-damaged-detect", "detect", lambda t, w: ["--weights", str(damaged_checkpoint(t)), "--source",
                                                           str(write_jpg(t / "a.jpg")), "--project", str(t / "runs")],

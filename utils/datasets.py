@@ -21,7 +21,8 @@ from utils.data_config import DataConfig
 from utils.readers import ReadResult, read_coco, read_voc, read_yolo, voc_annotation_path, yolo_label_path
 from utils.records import DatasetInfo, ImageRecord, make_record
 from utils.sources import is_image
-from utils.verify import SKIP_IMAGE_KINDS, cache_path, files_signature, load_cache, save_cache, verify_records
+from utils.verify import (DROP_BOX_KINDS, SKIP_IMAGE_KINDS, cache_path, files_signature, load_cache, save_cache,
+                          verify_records)
 
 __all__ = ["DatasetInfo", "ImageRecord", "make_record", "load_split", "list_split_images"]
 
@@ -128,6 +129,10 @@ def load_split(cfg: DataConfig, split: str, cache: bool = True, cache_dir: str |
         first = next((i for i in report.issues if i.kind in SKIP_IMAGE_KINDS), None)
         raise ConfigError(f"{cfg.yaml_path}: key '{split}': none of the {report.n_found} images is usable"
                           + (f"; the first: {first} [{first.kind}]" if first else " (see the warnings above)"))
+    dropped = [i for i in report.issues if i.kind in DROP_BOX_KINDS]
+    if not report.n_boxes and dropped:  # every box was unusable: training or scoring it means nothing
+        raise ConfigError(f"{cfg.yaml_path}: key '{split}': none of its {len(dropped)} boxes is usable; "
+                          f"the first: {dropped[0]} [{dropped[0].kind}]")
     return DatasetInfo(split, cfg.format, cfg.root, records, list(names), list(category_ids),
                        cfg.annotations.get(split), report)
 

@@ -241,7 +241,7 @@ def parse_voc_xml(xml_path: Path) -> tuple[int, int, list[tuple[str, list[float]
     objects = []
     for k, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
-        where = f"object {k} ({name or 'no <name>'})"
+        where = f"object {k}" + (f" ({name})" if name else "")
         if not name:
             return f"{where} has no <name>"
         bb = obj.find("bndbox")

@@ -50,6 +50,7 @@ RANGE_TOL = 0.01          # normalised coordinates may exceed [0, 1] by this muc
 CACHE_VERSION = 3  # bump whenever a reader changes what a split contains (3: EXIF applied, counted notes)
 MAX_LOGGED_ISSUES = 30    # warnings printed one by one; the rest are counted in the summary
 SKIP_IMAGE_KINDS = ("missing_image", "corrupt_image", "size_mismatch", "bad_label_line")
+DROP_BOX_KINDS = ("bad_class", "non_finite", "zero_size", "duplicate")
 NOTE_KINDS = ("no_label", "polygon", "unmatched")  # one counted issue per split, always logged
 
 
@@ -89,7 +90,7 @@ class VerifyReport:
     def summary(self) -> str:
         c = self.counts()
         skipped = {k: c[k] for k in SKIP_IMAGE_KINDS if c[k]}
-        dropped = {k: c[k] for k in ("bad_class", "non_finite", "zero_size", "duplicate") if c[k]}
+        dropped = {k: c[k] for k in DROP_BOX_KINDS if c[k]}
         text = (f"{self.split}: {self.n_images}/{self.n_found} images usable ({self.n_negatives} without boxes), "
                 f"{self.n_boxes} boxes")
         text += f"; skipped {sum(skipped.values())} images {dict(skipped)}" if skipped else "; skipped 0 images"
