@@ -177,6 +177,10 @@ CASES = [
       for k, v in [("lr0", float("nan")), ("lr0", float("inf")), ("momentum", 1.5), ("ema_decay", 2.0), ("lrf", -1),
                    ("weight_decay", -1), ("hsv_s", 50), ("scale", 5), ("warmup_epochs", -3), ("bn_momentum", 5),
                    ("nbs", 0), ("fliplr", 1.5), ("lr_steps", [[3, "x"]]), ("optimizer", "Lion")]],
+    ("hyp-not-yaml", "train", lambda t, w: train_args(t, hyp=script(t, "bad_hyp.yaml", "lr0: [\n")),
+        ["bad_hyp.yaml", "line 2"]),
+    ("model-not-yaml", "yolo", lambda t, w: ["--cfg", str(script(t, "bad_model.yaml", "nc: 4\n x: 1\n"))],
+        ["bad_model.yaml", "line 2, column 3"]),
     # CLI flags
     ("train-freeze-999", "train", lambda t, w: train_args(t, freeze="999"), ["--freeze 999", "yolov4_n.yaml"]),
     ("train-freeze-index-out", "train", lambda t, w: train_args(t, freeze=["0", "99"]), ["--freeze", "99"]),

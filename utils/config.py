@@ -81,6 +81,7 @@ RANGES: dict[str, str | tuple[str, ...]] = {
     "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "box_loss": BOX_LOSSES,
     "lr0": "(0, 1]", "lrf": "[0, 1]", "momentum": "[0, 1)", "weight_decay": "[0, 1)",
     "warmup_epochs": "[0, 1000]", "warmup_momentum": "[0, 1)", "warmup_bias_lr": "[0, 1]",
+    "warmup_min_iters": "[0, 100000]",
     "nbs": "[1, 4096]", "grad_clip": "[0, 1e6]", "ema_decay": "[0, 1)", "bn_momentum": "(0, 1]",
     "box": "[0, 100]", "cls": "[0, 100]", "obj": "[0, 100]", "cls_pw": "(0, 100]", "obj_pw": "(0, 100]",
     "iou_t": "[0, 1]", "anchor_t": "(1, 100]", "fl_gamma": "[0, 10]", "label_smoothing": "[0, 1)",
@@ -181,7 +182,10 @@ def read_yaml(path: str | Path, what: str, error: type[ConfigError] = ConfigErro
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise error(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{path}: not valid YAML{where}: {what}") from None
 
 
 def load_hyp(path: str | Path) -> Hyp:
