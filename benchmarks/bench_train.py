@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import itertools
 import os
 import platform
 import re
@@ -58,7 +59,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import yaml
@@ -236,6 +237,8 @@ class RowResult:
     targets: float = 0.0                           # mean boxes per timed batch
     nonfinite: int = 0                             # timed steps with inf/nan gradients (step skipped)
     loss: float = float("nan")
+    waits: list[float] = field(default_factory=list)          # timed steps: seconds waiting for the batch
+    images: int = 0                                # images in the timed steps
 
     def step_s(self, with_ema: bool = True) -> list[float]:
         return [sum(p) if with_ema else sum(p[:3]) for p in self.steps]
@@ -247,28 +250,43 @@ class RowResult:
 def bench_row(path: Path, size: int, batches: list, hyp: Hyp, warmup: int, steps: int, device: torch.device,
               amp: Optional[torch.dtype] = None, channels_last: bool = False) -> RowResult:
     """Build a fresh model + optimiser + EMA, run ``warmup`` untimed then ``steps`` timed steps."""
-    cuda = device.type == "cuda"
     t = build_trainee(path, len(VEHICLES), size, hyp, device, amp, channels_last)
-    n_params = sum(p.numel() for p in t.model.parameters()) / 1e6
-    row = RowResult(path.stem, size, batches[0][0].shape[0], n_params, gflops(t.model, size))
+    row = time_steps(t, new_row(t, path.stem, size, batches[0][0].shape[0]), itertools.cycle(batches), warmup, steps)
+    del t
+    return row
+
+
+def new_row(t: Trainee, name: str, size: int, batch: int) -> RowResult:
+    """An empty row for trainee ``t``: parameter count and forward GFLOPs (batch 1) at ``size``."""
+    return RowResult(name, size, batch, sum(p.numel() for p in t.model.parameters()) / 1e6, gflops(t.model, size))
+
+
+def time_steps(t: Trainee, row: RowResult, batches: Iterator, warmup: int, steps: int) -> RowResult:
+    """Run ``warmup`` untimed then ``steps`` timed steps of ``t`` on the next items of ``batches``
+    (``(imgs, targets, ...)``: pre-drawn batches cycled, or a live loader), filling ``row``: phase
+    times, the wait for each batch, boxes, skipped steps, last loss, peak memory."""
+    cuda = t.device.type == "cuda"
     if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(t.device)
+        torch.cuda.reset_peak_memory_stats(t.device)
     base = None if cuda else reset_peak_rss()
     for i in range(warmup + steps):
-        imgs, targets = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        imgs, targets = next(batches)[:2]
+        wait = time.perf_counter() - t0
         row.loss, phases, finite = train_step(t, imgs, targets, sync=cuda)
         if i >= warmup:
             row.steps.append(phases)
+            row.waits.append(wait)
+            row.images += imgs.shape[0]
             row.nonfinite += not finite
             row.targets += len(targets) / steps
-        print(f"  {path.stem} {size} step {i}{' (warm-up)' if i < warmup else ''}: {sum(phases):.2f} s "
+        print(f"  {row.name} {row.size} step {i}{' (warm-up)' if i < warmup else ''}: {sum(phases):.2f} s "
               f"loss {row.loss:.4g}", file=sys.stderr, flush=True)
     if cuda:  # absolute peak: weights, EMA, momentum, activations (what must fit on the GPU)
-        row.mem_mib = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        row.mem_mib = torch.cuda.max_memory_allocated(t.device) / 2 ** 20
     else:
         row.mem_mib = (status_kib("VmHWM") - base) / 1024 if base is not None else float("nan")
-    del t
     return row
 
 
