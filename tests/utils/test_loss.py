@@ -170,6 +170,7 @@ def test_autocast_outputs_float32():
     loss.backward()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_autocast_matches_cpu():
     torch.manual_seed(0)

@@ -84,6 +84,7 @@ def test_diou_nms_equals_reference_loop(seed, thres):
     assert batched_diou_nms(boxes, scores, idxs, thres).tolist() == expected
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_diou_nms_cuda_equals_cpu():
     boxes, scores, idxs = random_boxes(3000, 7, n_classes=10)
