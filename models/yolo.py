@@ -2,7 +2,8 @@
 
     python models/yolo.py --cfg configs/yolov4_l.yaml --nc 4 --img-size 640
 
-A model YAML has ``nc``, ``depth_multiple``, ``width_multiple``, ``anchors``, ``activation`` and
+A model YAML has ``nc``, ``depth_multiple``, ``width_multiple``, ``anchors``, ``activation``, optionally
+``bn_eps`` (every BatchNorm's epsilon; default each module's own, PyTorch's 1e-5), and
 ``backbone`` + ``head`` lists of rows ``[from, n, module, args]`` (rows are numbered across both
 lists). Module names resolve through :data:`models.registry.REGISTRY`; a bad row stops with a
 :class:`ModelConfigError` naming the file and the row.
@@ -30,7 +31,7 @@ from utils.cli import OneLineParser, int_at_least  # noqa: E402
 LOGGER = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "activation", "backbone", "head",
-                  "torchvision_backbone", "pretrained", "notes", "darknet"}
+                  "torchvision_backbone", "pretrained", "notes", "darknet", "bn_eps"}
 DEFAULT_ACTIVATION = "mish"
 
 
@@ -83,6 +84,9 @@ def _check_top(cfg: dict[str, Any], source: str) -> tuple[int, float, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 8:
             raise ModelConfigError(f"{source}: key '{key}' must be a number in (0, 8], got {v!r}")
         multiples.append(float(v))
+    eps = cfg.get("bn_eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 0.1:
+        raise ModelConfigError(f"{source}: key 'bn_eps' must be a number in (0, 0.1], got {eps!r}")
     for key in ("backbone", "head"):
         if not isinstance(cfg[key], list) or not cfg[key]:
             raise ModelConfigError(f"{source}: key '{key}' must be a non-empty list of [from, n, module, args] rows")
@@ -310,9 +314,12 @@ class Model(nn.Module):
         return x
 
     def _init_weights(self) -> None:
+        eps = self.yaml.get("bn_eps")   # e.g. yolov5's 1e-3; absent: each module's own (PyTorch's 1e-5)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.03
+                if eps is not None:
+                    m.eps = float(eps)
         self.detect.init_biases()
 
     def fuse(self) -> "Model":

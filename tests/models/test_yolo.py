@@ -189,6 +189,16 @@ def test_unknown_top_level_key():
         Model(_cfg_with(depth_multiplier=0.5))
 
 
+def test_bn_eps_key_sets_every_batchnorm():
+    model = Model(CFG / "yolov5n_layout.yaml")          # bn_eps: 0.001, as yolov5's initialize_weights
+    eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert eps == {0.001}
+    assert {m.eps for m in Model(CFG / "yolov4_n.yaml").modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+    for bad in (0, -1e-3, 0.5, "abc", True):
+        with pytest.raises(ModelConfigError, match="bn_eps"):
+            Model(_cfg_with(bn_eps=bad))
+
+
 def test_channel_mismatch_is_reported_not_crashed():
     cfg = _cfg_with()
     cfg["head"] = copy.deepcopy(cfg["head"])
