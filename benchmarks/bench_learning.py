@@ -1,0 +1,288 @@
+"""Learning side by side: this project and the yolov5 pip package trained on the very same files.
+
+    .venv/bin/python benchmarks/bench_learning.py                                  # shapes, identical recipe, 3 seeds
+    .venv/bin/python benchmarks/bench_learning.py --tasks shapes coco128 --recipes same best --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_learning.py --report-only                    # tables of the finished cells
+
+A cell is (task, recipe, framework + model, seed). Every cell trains from scratch with the same image
+size, batch and epochs, on CPU with 2 torch threads, one cell at a time, then has its ``best`` and
+``last`` checkpoints predict the val split with conf 0.001 / NMS IoU 0.6 (each framework's own
+inference: ``test.py --save-json`` here, yolov5 ``val.py --save-json``), and both prediction files are
+scored by THIS project's evaluator (``test.py --predictions``, equal to pycocotools), so the numbers
+differ only by what was learned. ``best`` is each framework's own pick (fitness 0.1 mAP@.5 + 0.9
+mAP@.5:.95 on the val split after each epoch); ``final`` the last epoch's EMA weights.
+
+Tasks (datasets are written once under ``--work``/data, YOLO txt labels that both frameworks read):
+* ``shapes``: the embedded set of data/scripts/make_shapes.py (400 train / 100 val), 160 px.
+* ``coco128``: the shared COCO128 slice (128 images, 80 classes, train = val as yolov5's coco128.yaml), 320 px.
+* ``vehicles``: COCO128 + coco-mini train (208 images) -> coco-mini val (79), motorcycle/car/bus/truck, 320 px.
+
+Recipes: ``same`` = this project's configs/hyp.scratch.yaml against yolov5's own hyp.scratch-low.yaml
+(equal values: SGD 0.01, linear lrf 0.01, 3 warm-up epochs, nominal batch 64, EMA 0.9999, mosaic 1);
+``best`` = each framework's best short-run recipe: configs/hyp.shapes.yaml here; for yolov5 the same
+choices where its flags and hyp keys can express them (Adam lr0 0.003, --cos-lr, lrf 0.05, 1 warm-up
+epoch, its other augmentation values) -- yolov5 has no nominal-batch, EMA-decay or BN-momentum keys.
+
+Cells are resumable: a finished cell (``cell.json``) is never run again. The peer needs its own venv
+(``--peer-python``, default $HOME/.cache/peer-venv/bin/python; see ../shared/bench/peer_bench.py).
+Output: a markdown report (``--report``) with the machine, torch versions, the fp32 matmul probe at
+the start and end, and per (task, recipe, framework) the mean and min over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+PEER = Path.home() / ".cache" / "peer-venv" / "bin" / "python"
+TASK_SIZE = {"shapes": 160, "coco128": 320, "vehicles": 320}
+VEHICLE_IDS = [4, 3, 6, 8]  # COCO ids of motorcycle, car, bus, truck
+# yolov5's side of the "best" recipe: the hyp.shapes.yaml choices it can express
+PEER_BEST = {"lr0": 0.003, "lrf": 0.05, "momentum": 0.9, "warmup_epochs": 1.0, "warmup_bias_lr": 0.01,
+             "hsv_s": 0.5, "hsv_v": 0.3, "scale": 0.3, "flipud": 0.5, "mosaic": 0.5}
+
+
+# ------------------------------------------------------------------------------------------ data
+def _coco_to_yolo(images_dir: Path, ann_json: Path, out: Path, split: str, cat_ids: list[int]) -> int:
+    """Write ``out/images/split/*.jpg`` (symlinks) and ``out/labels/split/*.txt`` for the images of
+    ``ann_json`` that exist; class = position of the category id in ``cat_ids``. Returns images written."""
+    data = json.loads(ann_json.read_text())
+    by_image: dict[int, list] = {}
+    for a in data["annotations"]:
+        if a["category_id"] in cat_ids and not a.get("iscrowd", 0):
+            by_image.setdefault(a["image_id"], []).append(a)
+    (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    n = 0
+    for im in data["images"]:
+        src = images_dir / im["file_name"]
+        if not src.exists():
+            continue
+        link = out / "images" / split / im["file_name"]
+        if not link.exists():
+            link.symlink_to(src.resolve())
+        lines = []
+        for a in by_image.get(im["id"], []):
+            x, y, w, h = a["bbox"]
+            if w > 0 and h > 0:
+                cx, cy = (x + w / 2) / im["width"], (y + h / 2) / im["height"]
+                lines.append(f"{cat_ids.index(a['category_id'])} {cx:.6f} {cy:.6f} {w / im['width']:.6f} "
+                             f"{h / im['height']:.6f}")
+        (out / "labels" / split / (Path(im["file_name"]).stem + ".txt")).write_text("\n".join(lines) + "\n" * bool(lines))
+        n += 1
+    return n
+
+
+def prepare_task(task: str, work: Path) -> Path:
+    """Dataset YAML (absolute paths, read by both frameworks) of ``task``, written once."""
+    root = work / "data" / task
+    yaml_path = work / "data" / f"{task}.yaml"
+    if yaml_path.exists():
+        return yaml_path
+    if task == "shapes":
+        subprocess.run([sys.executable, str(ROOT / "data" / "scripts" / "make_shapes.py"), "--out", str(root)], check=True)
+        names = ["circle", "square", "triangle", "star"]
+    else:
+        if not SHARED.is_dir():
+            raise SystemExit(f"error: task {task} needs {SHARED} (absent)")
+        coco = json.loads((SHARED / "coco128" / "annotations" / "instances_train2017.json").read_text())
+        cats = sorted(coco["categories"], key=lambda c: c["id"])
+        cat_ids = [c["id"] for c in cats] if task == "coco128" else VEHICLE_IDS
+        names = [next(c["name"] for c in cats if c["id"] == i) for i in cat_ids]
+        c128 = SHARED / "coco128"
+        _coco_to_yolo(c128 / "images" / "train2017", c128 / "annotations" / "instances_train2017.json", root, "train", cat_ids)
+        if task == "coco128":
+            (root / "images" / "val").symlink_to(root / "images" / "train")
+            (root / "labels" / "val").symlink_to(root / "labels" / "train")
+        else:
+            mini = SHARED / "coco-mini"
+            _coco_to_yolo(mini / "images" / "train2017", mini / "annotations" / "instances_train2017.json", root, "train", cat_ids)
+            _coco_to_yolo(mini / "images" / "val2017", mini / "annotations" / "instances_val2017.json", root, "val", cat_ids)
+    yaml_path.write_text(yaml.safe_dump({"path": str(root), "format": "yolo", "train": "images/train",
+                                         "val": "images/val", "names": names}, sort_keys=False))
+    return yaml_path
+
+
+# ------------------------------------------------------------------------------------------ cells
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0"}
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT).returncode
+    if rc:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {rc}; see {log}")
+    return time.perf_counter() - t0
+
+
+def _score(data: Path, predictions: Path, out: Path, log: Path) -> dict[str, float]:
+    _run([sys.executable, "test.py", "--predictions", str(predictions), "--data", str(data), "--no-plots",
+          "--project", str(out.parent), "--name", out.name, "--exist-ok"], log)
+    m = json.loads((out / "metrics.json").read_text())
+    return {"map50": m["map50"], "map": m["map"]}
+
+
+def _curve(csv: Path) -> list[float]:
+    lines = csv.read_text().splitlines()
+    head = [h.strip() for h in lines[0].split(",")]
+    k = head.index("metrics/mAP_0.5")
+    return [float(r.split(",")[k]) for r in lines[1:]]
+
+
+def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path) -> dict:
+    wall = _run([sys.executable, "train.py", "--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp),
+                 "--epochs", str(a.epochs), "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed),
+                 "--device", "cpu", "--project", str(cell), "--name", "train", "--exist-ok", "--quiet"], log)
+    out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
+    for which in ("best", "last"):
+        _run([sys.executable, "test.py", "--weights", str(cell / "train" / "weights" / f"{which}.pt"), "--data", str(data),
+              "--img-size", str(a.size), "--iou-thres", "0.6", "--save-json", "--no-plots", "--project", str(cell),
+              "--name", f"pred_{which}", "--exist-ok"], log)
+        out[which] = _score(data, cell / f"pred_{which}" / "predictions.json", cell / f"score_{which}", log)
+    return out
+
+
+def peer_hyp(recipe: str, work: Path) -> tuple[Path, list[str]]:
+    """yolov5 hyp file and extra flags for ``recipe`` (its packaged scratch-low, edited for ``best``)."""
+    pkg = subprocess.run([str(PEER), "-c", "import yolov5, os; print(os.path.dirname(yolov5.__file__))"],
+                         capture_output=True, text=True, check=True, env=_env()).stdout.strip()
+    src = Path(pkg) / "data" / "hyps" / "hyp.scratch-low.yaml"
+    if recipe == "same":
+        return src, []
+    hyp = yaml.safe_load(src.read_text())
+    hyp.update(PEER_BEST)
+    path = work / "data" / "yolov5_hyp_best.yaml"
+    path.write_text(yaml.safe_dump(hyp))
+    return path, ["--optimizer", "Adam", "--cos-lr"]
+
+
+def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path) -> dict:
+    hyp, flags = peer_hyp(recipe, a.work)
+    driver = str(ROOT / "benchmarks" / "peer_yolov5.py")
+    wall = _run([str(PEER), driver, "train", "--data", str(data), "--cfg", "yolov5n.yaml", "--hyp", str(hyp),
+                 "--epochs", str(a.epochs), "--img", str(a.size), "--batch", str(a.batch), "--seed", str(seed),
+                 "--out", str(cell / "train"), *flags], log)
+    out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
+    for which in ("best", "last"):
+        _run([str(PEER), driver, "val", "--data", str(data), "--weights", str(cell / "train" / "weights" / f"{which}.pt"),
+              "--img", str(a.size), "--out", str(cell / f"pred_{which}")], log)
+        out[which] = _score(data, cell / f"pred_{which}" / f"{which}_predictions.json", cell / f"score_{which}", log)
+    return out
+
+
+RECIPES = {"same": "configs/hyp.scratch.yaml", "best": "configs/hyp.shapes.yaml"}
+
+
+def run_cell(a, task: str, recipe: str, who: str, seed: int) -> dict:
+    cell = a.work / task / recipe / who / f"seed{seed}"
+    done = cell / "cell.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    cell.mkdir(parents=True, exist_ok=True)
+    data = prepare_task(task, a.work)
+    log = cell / "log.txt"
+    print(f"[{time.strftime('%H:%M:%S')}] {task} / {recipe} / {who} / seed {seed} ...", flush=True)
+    if who == "yolov5-yolov5n":
+        out = run_peer(cell, data, recipe, a, seed, log)
+    else:
+        out = run_ours(cell, data, who.split("-", 1)[1], ROOT / RECIPES[recipe], a, seed, log)
+    out.update(task=task, recipe=recipe, who=who, seed=seed, epochs=a.epochs, img_size=a.size, batch=a.batch)
+    done.write_text(json.dumps(out, indent=1))
+    print(f"    best mAP@.5 {out['best']['map50']:.3f}  final {out['last']['map50']:.3f}  {out['wall_s']:.0f} s", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+def _versions() -> str:
+    import torch
+    peer = subprocess.run([str(PEER), "-c", "import torch, yolov5; print(torch.__version__, yolov5.__version__)"],
+                          capture_output=True, text=True, env=_env()).stdout.split() if PEER.exists() else []
+    return (f"torch {torch.__version__} (ours), " + (f"torch {peer[0]} + yolov5 {peer[1]} (peer venv)" if peer else "no peer venv")
+            + f", Python {platform.python_version()}")
+
+
+def report(cells: list[dict], probes: list[float], header: str) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["task"], c["recipe"], c["who"]), []).append(c)
+    lines = [header, "", "| task | recipe | framework / model | seeds | best mAP@.5 mean (min) | final mAP@.5 mean (min) "
+             "| best mAP@.5:.95 mean (min) | final mAP@.5:.95 mean (min) | wall s mean |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for (task, recipe, who), cs in sorted(groups.items()):
+        def cell(which: str, key: str) -> str:
+            v = [c[which][key] for c in cs]
+            return f"{statistics.mean(v):.3f} ({min(v):.3f})"
+        seeds = ",".join(str(c["seed"]) for c in sorted(cs, key=lambda c: c["seed"]))
+        lines.append(f"| {task} | {recipe} | {who} | {seeds} | {cell('best', 'map50')} | {cell('last', 'map50')} | "
+                     f"{cell('best', 'map')} | {cell('last', 'map')} | {statistics.mean(c['wall_s'] for c in cs):.0f} |")
+    if probes:
+        lines.append(f"\nfp32 2048x2048 matmul probe: {', '.join(f'{p:.0f}' for p in probes)} GFLOP/s (start, end)")
+    return "\n".join(lines)
+
+
+def matmul_probe(n: int = 2048, reps: int = 5) -> float:
+    import torch
+    torch.set_num_threads(2)
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["shapes"], choices=sorted(TASK_SIZE))
+    ap.add_argument("--recipes", nargs="+", default=["same"], choices=sorted(RECIPES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--who", nargs="+", default=["ours-yolov4_n", "ours-yolov5n_layout", "yolov5-yolov5n"],
+                    help="cells: ours-<config name> and/or yolov5-yolov5n")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--img-size", type=int, default=None, help="default per task: shapes 160, COCO tasks 320")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_learning")
+    ap.add_argument("--report", type=Path, default=None, help="also write the markdown report here")
+    ap.add_argument("--report-only", action="store_true", help="only tabulate the finished cells under --work")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    a.work = a.work.resolve()
+    if any(w.startswith("yolov5") for w in a.who) and not PEER.exists() and not a.report_only:
+        print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
+        return 2
+    probes, cells = [], []
+    if not a.report_only:
+        probes.append(matmul_probe())
+        for task in a.tasks:
+            a.size = a.img_size or TASK_SIZE[task]
+            for recipe in a.recipes:
+                for seed in a.seeds:
+                    for who in a.who:
+                        run_cell(a, task, recipe, who, seed)
+        probes.append(matmul_probe())
+    cells = [json.loads(p.read_text()) for p in sorted(a.work.glob("*/*/*/seed*/cell.json"))]
+    header = (f"Learning benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores; {_versions()}")
+    text = report(cells, probes, header)
+    print(text)
+    if a.report:
+        a.report.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
