@@ -3,7 +3,7 @@
 Models imported from a cfg carry their sections (``model.yaml["darknet"]``); they are written back
 with the classes, anchors and prediction filters of the model's Detect head (a model retrained on
 another class count exports as such). YAML models are translated row by row: ``Conv``,
-``DarknetConv``, ``DarkResidual``, ``CSPStage``, ``Darknet19Block``, ``SPPPool``, ``nn.Upsample``,
+``DarknetConv``, ``Bottleneck``, ``DarkResidual``, ``CSPStage``, ``Darknet19Block``, ``SPPPool``, ``nn.Upsample``,
 ``nn.MaxPool2d``, ``DarknetMaxPool``, ``DarknetReorg``, ``Concat`` and the ``Detect`` head (``exp``:
 ``[yolo]``; ``scaled``: ``[yolo] new_coords=1`` after a logistic conv; ``region``: ``[region]``).
 Any other row stops with an error naming it. BatchNorm layers of YAML models keep their own
@@ -117,6 +117,12 @@ def _emit_module(w: _Writer, m: nn.Module, src: list[int]) -> None:
     w.read(src[0])
     if isinstance(m, (blocks.Conv, darknet_layers.DarknetConv)):
         _conv_bn(w, m, "")
+    elif isinstance(m, blocks.Bottleneck):
+        start = w.last
+        _conv_bn(w, m.cv1, "cv1")
+        _conv_bn(w, m.cv2, "cv2")
+        if m.add:
+            w.add("shortcut", **{"from": start - (w.last + 1)}, activation="linear")
     elif isinstance(m, darknet.DarkResidual):
         _residual_units(w, list(m.units), "units.{j}.{q}", m.shortcut)
     elif isinstance(m, darknet.CSPStage):
