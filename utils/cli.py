@@ -50,6 +50,7 @@ def check_freeze(freeze: list[int], n_layers: int, cfg: str) -> None:
                          f"first {freeze[0]} leaves nothing to train (the head is layer {n_layers - 1})")
     bad = [i for i in freeze if i >= n_layers] if len(freeze) > 1 else []
     if bad:
-        raise ConfigError(f"--freeze {' '.join(map(str, freeze))}: no layer {bad[0]} in {cfg} (layers 0-{n_layers - 1})")
+        raise ConfigError(f"--freeze {' '.join(map(str, freeze))}: no layer {bad[0]} in {cfg} "
+                          f"(layers 0-{n_layers - 1})")
     if len(freeze) > 1 and set(freeze) >= set(range(n_layers)):
         raise ConfigError(f"--freeze {' '.join(map(str, freeze))}: every layer of {cfg} frozen, nothing to train")
