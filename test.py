@@ -13,6 +13,10 @@ Bad input exits with status 2 and a one-line ``error: ...``.
 """
 from __future__ import annotations
 
+from utils.cpu_env import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch (and its OpenMP) loads: idle threads sleep, see utils/cpu_env.py
+
 import argparse
 import logging
 import sys

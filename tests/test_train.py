@@ -356,3 +356,18 @@ def test_channels_last_model_computes_the_same():
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for (name, p), q in zip(plain.named_parameters(), nhwc.parameters()):   # summation order differs
         assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm() + 1e-6, name
+
+
+@pytest.mark.parametrize("module,given,expected", [("train", None, "PASSIVE"), ("test", None, "PASSIVE"),
+                                                    ("detect", None, "PASSIVE"), ("train", "ACTIVE", "ACTIVE"),
+                                                    ("train", "", "")])
+def test_clis_default_to_passive_openmp_before_torch_loads(module, given, expected):
+    """train.py / test.py / detect.py set OMP_WAIT_POLICY=PASSIVE before torch is imported (detect.py
+    imports torch at its top), and keep a value the user set (even an empty one)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = f"import os; import {module}; print(repr(os.environ.get('OMP_WAIT_POLICY')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == repr(expected)

@@ -111,7 +111,7 @@ def build_data(opt: argparse.Namespace):
     from utils.datasets import load_split
     cfg = load_data_config(opt.data)
     if dist.is_main():
-        ensure_dataset(cfg, download=True)
+        ensure_dataset(cfg, download=True, allowed=getattr(opt, "download", False))
     dist.barrier()
     return load_split(cfg, "train"), load_split(cfg, "val")
 
