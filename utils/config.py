@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 
 BOX_LOSSES = ("iou", "giou", "diou", "ciou", "siou", "mse")
-LR_SCHEDULES = ("linear", "cosine", "step")
+LR_SCHEDULES = ("linear", "cosine", "step", "poly")
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 
 
@@ -31,7 +31,8 @@ class Hyp:
     optimizer: str = "SGD"          # SGD | Adam | AdamW (train.py --optimizer overrides)
     lr0: float = 0.01               # initial learning rate
     lrf: float = 0.01               # final lr = lr0 * lrf (linear and cosine schedules)
-    lr_schedule: str = "linear"     # linear | cosine | step
+    lr_schedule: str = "linear"     # linear | cosine | step | poly
+    lr_power: float = 4.0           # poly schedule: lr0 * (1 - epoch / epochs) ** lr_power (seed 004: 4)
     lr_steps: tuple = ()            # step schedule: ((epoch, lr), ...) absolute lrs from that epoch on
     momentum: float = 0.937         # SGD momentum / Adam beta1
     weight_decay: float = 0.0005    # applied to conv/linear weights only (not BN, not biases)
@@ -54,6 +55,14 @@ class Hyp:
     anchor_t: float = 4.0           # anchor-to-target size ratio threshold for assignment
     fl_gamma: float = 0.0           # focal loss gamma (0 disables)
     label_smoothing: float = 0.0    # class label smoothing epsilon
+    # --- loss design (utils/loss_variants.py; defaults = yolov5's loss) ----------------------
+    assigner: str = "ratio"         # ratio (yolov5 size-ratio rule) | best_anchor (YOLOv2/v3: highest shape IoU)
+    obj_ignore_iou: float = 0.0     # no no-object loss where a prediction's IoU with a target exceeds it (0 = off)
+    lambda_coord: float = 1.0       # weight of the box term (seed 003's lambda_coord)
+    lambda_noobj: float = 1.0       # weight of the no-object cells in the objectness term (seed 003)
+    obj_loss: str = "bce"           # bce | mse (YOLOv2: objectness regressed with squared error)
+    obj_target: str = "iou"         # iou (the box quality, yolov5) | one (seed 003: o = 1 at the best anchor)
+    cls_loss: str = "bce"           # bce (YOLOv3: independent logistic) | softmax (YOLOv2 region layer)
     # --- augmentation ----------------------------------------------------------------------
     hsv_h: float = 0.015            # hue jitter (fraction of the hue circle)
     hsv_s: float = 0.7              # saturation gain jitter
@@ -78,7 +87,10 @@ class Hyp:
 # Numbers: an interval, "[" / "]" closed, "(" / ")" open; every number must also be finite.
 # Strings: the tuple of choices. lr_steps and multi_scale_range have their own checks (_check_pairs).
 RANGES: dict[str, str | tuple[str, ...]] = {
-    "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "box_loss": BOX_LOSSES,
+    "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "box_loss": BOX_LOSSES, "lr_power": "(0, 10]",
+    "assigner": ("ratio", "best_anchor"), "obj_ignore_iou": "[0, 1)", "lambda_coord": "[0, 100]",
+    "lambda_noobj": "[0, 100]", "obj_loss": ("bce", "mse"), "obj_target": ("iou", "one"),
+    "cls_loss": ("bce", "softmax"),
     "lr0": "(0, 1]", "lrf": "[0, 1]", "momentum": "[0, 1)", "weight_decay": "[0, 1)",
     "warmup_epochs": "[0, 1000]", "warmup_momentum": "[0, 1)", "warmup_bias_lr": "[0, 1]",
     "warmup_min_iters": "[0, 100000]",

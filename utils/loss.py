@@ -29,6 +29,10 @@ Losses (all computed in float32, outside autocast):
 * ``hyp.fl_gamma > 0`` turns both BCEs into focal losses (alpha 0.25); ``hyp.cls_pw`` and
   ``hyp.obj_pw`` are BCE positive weights.
 
+The YOLOv2/YOLOv3 designs of seeds 003/004 (``assigner: best_anchor``, the ``obj_ignore_iou``
+mask, ``lambda_coord``/``lambda_noobj``, ``obj_loss: mse``, ``obj_target: one``,
+``cls_loss: softmax``) live in :mod:`utils.loss_variants`; the defaults leave all of the above as is.
+
 Gains are scaled as yolov5 ``train.py`` does (:func:`loss_gains`). The returned scalar is
 ``(box + obj + cls) * batch_size`` (yolov5 convention: its hyperparameters were tuned for that
 gradient scale); the dict holds the three detached per-image terms and their sum ``total``.
@@ -44,8 +48,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from utils.boxes import IOU_VARIANTS, cxcywh_to_xyxy, iou
+from utils.loss_variants import (FOCAL_ALPHA, bce_terms, best_anchor_matches, ignore_mask, objectness_is_default,
+                                 softmax_cls_loss, weighted_objectness)
 
-FOCAL_ALPHA = 0.25
 # yolov5 per-level objectness weights: P3-P5 for 3 levels, P3-P7 for up to 5.
 _BALANCE_3 = (4.0, 1.0, 0.4)
 _BALANCE_5 = (4.0, 1.0, 0.25, 0.06, 0.02)
@@ -79,14 +84,7 @@ def loss_gains(hyp: Any, nl: int, nc: int, image_hw: tuple[float, float]) -> tup
 
 def bce_with_logits(logits: Tensor, target: Tensor, pos_weight: float, fl_gamma: float) -> Tensor:
     """Mean BCE on logits with a positive weight; focal (alpha 0.25, gamma ``fl_gamma``) if > 0."""
-    pw = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-    loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
-    if fl_gamma > 0:
-        p = logits.sigmoid()
-        p_true = target * p + (1 - target) * (1 - p)
-        alpha = target * FOCAL_ALPHA + (1 - target) * (1 - FOCAL_ALPHA)
-        loss = loss * alpha * (1.0 - p_true) ** fl_gamma
-    return loss.mean()
+    return bce_terms(logits, target, pos_weight, fl_gamma).mean()
 
 
 @dataclass
@@ -149,15 +147,23 @@ class YoloLoss:
         lbox, lobj, lcls = (torch.zeros((), device=preds[0].device) for _ in range(3))
         for i, (p, t) in enumerate(zip(preds, self.assign(preds, targets))):
             tobj = torch.zeros(p.shape[:4], device=p.device)
+            positive = torch.zeros(p.shape[:4], dtype=torch.bool, device=p.device)
             if t.img.numel():
                 ps = p[t.img, t.anchor, t.gy, t.gx]  # [K, nc + 5]
                 box_loss, quality = self._box_loss(ps[:, :4], t)
-                lbox = lbox + box_loss
+                lbox = lbox + (box_loss if hyp.lambda_coord == 1.0 else hyp.lambda_coord * box_loss)
                 flat = ((t.img * p.shape[1] + t.anchor) * p.shape[2] + t.gy) * p.shape[3] + t.gx
+                if hyp.obj_target == "one":
+                    quality = torch.ones_like(quality)
                 tobj.view(-1).scatter_reduce_(0, flat, quality.detach().clamp(min=0), reduce="amax")
+                positive.view(-1)[flat] = True
                 if det.nc > 1:
                     lcls = lcls + self._cls_loss(ps[:, 5:], t.cls)
-            lobj = lobj + self.balance[i] * bce_with_logits(p[..., 4], tobj, hyp.obj_pw, hyp.fl_gamma)
+            if objectness_is_default(hyp):
+                lobj = lobj + self.balance[i] * bce_with_logits(p[..., 4], tobj, hyp.obj_pw, hyp.fl_gamma)
+            else:
+                lobj = lobj + self.balance[i] * weighted_objectness(p[..., 4], tobj, positive,
+                                                                    self._ignored(i, p, targets), hyp)
         image_hw = self.image_hw or (preds[0].shape[2] * float(det.stride[0]), preds[0].shape[3] * float(det.stride[0]))
         g_box, g_obj, g_cls = loss_gains(hyp, det.nl, det.nc, image_hw)
         lbox, lobj, lcls = lbox * g_box, lobj * g_obj, lcls * g_cls
@@ -165,8 +171,23 @@ class YoloLoss:
         items = {"box": lbox.detach(), "obj": lobj.detach(), "cls": lcls.detach(), "total": total.detach()}
         return total * preds[0].shape[0], items
 
+    def _ignored(self, i: int, p: Tensor, targets: Tensor) -> Tensor:
+        """``[B, na, H, W]`` predictions spared the no-object loss (``hyp.obj_ignore_iou``; none if 0)."""
+        if self.hyp.obj_ignore_iou <= 0 or not targets.shape[0]:
+            return torch.zeros(p.shape[:4], dtype=torch.bool, device=p.device)
+        with torch.no_grad():
+            decoded = self.det.decode_level(i, p.detach())[..., :4].view(*p.shape[:4], 4)
+        return ignore_mask(decoded, targets, self._image_wh(p, i), self.hyp.obj_ignore_iou)
+
+    def _image_wh(self, p: Tensor, i: int) -> Tensor:
+        """Input size ``(w, h)`` in pixels from level ``i``'s grid ``p`` and stride."""
+        s = float(self.det.stride[i])
+        return torch.tensor([p.shape[3], p.shape[2]], device=p.device, dtype=torch.float32) * s
+
     def _cls_loss(self, logits: Tensor, cls: Tensor) -> Tensor:
         eps = self.hyp.label_smoothing
+        if self.hyp.cls_loss == "softmax":
+            return softmax_cls_loss(logits, cls, eps)
         target = torch.full_like(logits, 0.5 * eps)
         target[torch.arange(cls.numel(), device=cls.device), cls] = 1.0 - 0.5 * eps
         return bce_with_logits(logits, target, self.hyp.cls_pw, self.hyp.fl_gamma)
@@ -197,25 +218,32 @@ class YoloLoss:
     def assign(self, preds: list[Tensor], targets: Tensor) -> list[LevelTargets]:
         """Match normalised targets ``[M, 6]`` to (image, anchor, cell) per level (module doc)."""
         det = self.det
+        best = self.hyp.assigner == "best_anchor"
+        if best:
+            best_matches = best_anchor_matches(det.anchors.to(targets.device), targets, self._image_wh(preds[0], 0))
         out = []
         for i, p in enumerate(preds):
             h, w = p.shape[2], p.shape[3]
             anchors = det.anchors[i].to(p.device, torch.float32) / det.stride[i].to(p.device, torch.float32)
             size = torch.tensor([w, h], device=p.device, dtype=torch.float32)
             gxy, gwh = targets[:, 2:4] * size, targets[:, 4:6] * size  # [M, 2] grid units
-            ratio = gwh[None] / anchors[:, None]  # [na, M, 2]
-            ok = torch.max(ratio, 1 / ratio).amax(-1) < self.hyp.anchor_t
-            a_idx, t_idx = ok.nonzero(as_tuple=True)
-            out.append(self._cells(targets[t_idx], gxy[t_idx], gwh[t_idx], a_idx, anchors, size))
+            if best:
+                a_idx, t_idx = best_matches[i]
+            else:
+                ratio = gwh[None] / anchors[:, None]  # [na, M, 2]
+                ok = torch.max(ratio, 1 / ratio).amax(-1) < self.hyp.anchor_t
+                a_idx, t_idx = ok.nonzero(as_tuple=True)
+            out.append(self._cells(targets[t_idx], gxy[t_idx], gwh[t_idx], a_idx, anchors, size, neighbours=not best))
         return out
 
     def _cells(self, tgt: Tensor, gxy: Tensor, gwh: Tensor, a_idx: Tensor, anchors: Tensor,
-               size: Tensor) -> LevelTargets:
-        """Expand anchor matches ``[K]`` to the centre cell (+ neighbours for the scaled decode)."""
+               size: Tensor, neighbours: bool = True) -> LevelTargets:
+        """Expand anchor matches ``[K]`` to the centre cell (+ neighbours for the scaled decode,
+        unless ``neighbours`` is False: the best-anchor assigner uses the centre cell only)."""
         offsets = torch.tensor(_CELL_OFFSETS, device=gxy.device, dtype=torch.long)
         frac = gxy % 1
         use = [torch.ones(gxy.shape[0], dtype=torch.bool, device=gxy.device)]
-        if self.det.decode == "scaled":
+        if self.det.decode == "scaled" and neighbours:
             low = (frac < 0.5) & (gxy >= 1)           # left / top neighbour exists and is nearer
             high = (frac > 0.5) & (gxy < size - 1)    # right / bottom neighbour
             use += [low[:, 0], low[:, 1], high[:, 0], high[:, 1]]

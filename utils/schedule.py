@@ -5,6 +5,7 @@ Schedules give a multiplier of ``lr0`` as a function of the epoch (seed 003's re
 * ``linear``: from 1 down to ``lrf`` at the last epoch (yolov5's default).
 * ``cosine``: ``lrf + (1 - lrf) * (1 + cos(pi * epoch / epochs)) / 2`` (cosine annealing with
   ``eta_max = lr0``, ``eta_min = lr0 * lrf``, ``T_max = epochs``).
+* ``poly``: ``(1 - epoch / epochs) ** lr_power`` (darknet's polynomial decay; seed 004: power 4).
 * ``step``: ``lr0`` until the first ``(epoch, lr)`` entry of ``lr_steps``, then that lr, etc.
   (seed 003: 1e-4, 5e-5 from epoch 30, 1e-5 from epoch 50).
 
@@ -31,6 +32,8 @@ def lr_factor(hyp: Hyp, epochs: int, epoch: float) -> float:
         return (1 - epoch / epochs) * (1.0 - hyp.lrf) + hyp.lrf
     if hyp.lr_schedule == "cosine":
         return hyp.lrf + (1 - hyp.lrf) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    if hyp.lr_schedule == "poly":
+        return max(1 - epoch / epochs, 0.0) ** hyp.lr_power
     lr = hyp.lr0
     for start, value in sorted(hyp.lr_steps):
         if epoch >= start:
