@@ -43,6 +43,7 @@ class Hyp:
     nbs: int = 64                   # nominal batch size: gradients accumulate up to it
     grad_clip: float = 10.0         # max gradient norm (0 disables)
     ema_decay: float = 0.9999       # model EMA decay (0 disables EMA)
+    ema_tau: float = 2000.0         # EMA warm-up: decay ramps as ema_decay * (1 - exp(-updates / ema_tau))
     bn_momentum: float = 0.03       # BatchNorm running-stat momentum (short runs: 0.1, or eval lags training)
     # --- loss ------------------------------------------------------------------------------
     box_loss: str = "ciou"          # iou | giou | diou | ciou | siou | mse (YOLOv3 t-encoded SSE)
@@ -94,7 +95,7 @@ RANGES: dict[str, str | tuple[str, ...]] = {
     "lr0": "(0, 1]", "lrf": "[0, 1]", "momentum": "[0, 1)", "weight_decay": "[0, 1)",
     "warmup_epochs": "[0, 1000]", "warmup_momentum": "[0, 1)", "warmup_bias_lr": "[0, 1]",
     "warmup_min_iters": "[0, 100000]",
-    "nbs": "[1, 4096]", "grad_clip": "[0, 1e6]", "ema_decay": "[0, 1)", "bn_momentum": "(0, 1]",
+    "nbs": "[1, 4096]", "grad_clip": "[0, 1e6]", "ema_decay": "[0, 1)", "ema_tau": "(0, 1e6]", "bn_momentum": "(0, 1]",
     "box": "[0, 100]", "cls": "[0, 100]", "obj": "[0, 100]", "cls_pw": "(0, 100]", "obj_pw": "(0, 100]",
     "iou_t": "[0, 1]", "anchor_t": "(1, 100]", "fl_gamma": "[0, 10]", "label_smoothing": "[0, 1)",
     "hsv_h": "[0, 0.5]", "hsv_s": "[0, 1]", "hsv_v": "[0, 1]", "degrees": "[0, 180]", "translate": "[0, 1]",

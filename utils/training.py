@@ -190,7 +190,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, hyp.optimizer, hyp.lr0, hyp.momentum, wd)
         self.amp = amp_dtype(opt.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        self.ema = ModelEMA(self.model, hyp.ema_decay) if hyp.ema_decay > 0 and dist.is_main() else None
+        self.ema = ModelEMA(self.model, hyp.ema_decay, tau=hyp.ema_tau) if hyp.ema_decay > 0 and dist.is_main() else None
         self.criterion = build_criterion(self.model, hyp, image_size=opt.img_size)
         if self.world > 1:
             if opt.sync_bn and self.device.type == "cuda":
