@@ -34,7 +34,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--predictions", default="", help="COCO results JSON to score instead of running a model")
     ap.add_argument("--data", required=True, help="dataset YAML")
     ap.add_argument("--task", choices=("val", "test", "train"), default="val", help="split to evaluate")
-    ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
+    ap.add_argument("--img-size", type=int_at_least(1), default=None,
+                    help="inference size (long side, pixels; default 640, a classifier: its training size)")
     ap.add_argument("--batch-size", type=int_at_least(1), default=32)
     ap.add_argument("--conf-thres", type=float_in(0, 1), default=0.001, help="score threshold (obj x class)")
     ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="NMS IoU threshold")
@@ -142,6 +143,11 @@ def report(opt: argparse.Namespace, info, metrics, detections: dict, save_dir: P
     return data
 
 
+def _is_classifier(weights: str) -> bool:
+    from utils.checkpoint import load_checkpoint
+    return Path(weights).suffix != ".weights" and load_checkpoint(weights).get("task") == "classify"
+
+
 def run(opt: argparse.Namespace) -> dict:
     """Evaluate ``opt.weights`` or ``opt.predictions`` on split ``opt.task`` of ``opt.data``."""
     from utils.data_config import load_data_config
@@ -154,6 +160,12 @@ def run(opt: argparse.Namespace) -> dict:
                           "results JSON)")
     if opt.weights and not Path(opt.weights).is_file():
         raise ConfigError(f"--weights: checkpoint not found: {opt.weights}")
+    if opt.weights and _is_classifier(opt.weights):  # top-1 / top-5 of a train.py --task classify checkpoint
+        from utils.classify import test_classifier
+        save_dir = increment_path(Path(opt.project) / opt.name, opt.exist_ok)
+        return {"save_dir": save_dir, "metrics": test_classifier(opt.weights, opt.data, opt.task, opt.img_size,
+                                                                   opt.batch_size, opt.device, save_dir)}
+    opt.img_size = opt.img_size or 640
     loaded = load_for_eval(opt) if opt.weights else None  # model and detections are checked before the data
     entries = load_coco_predictions(opt.predictions) if opt.predictions else None
     info = load_split(load_data_config(opt.data), opt.task, workers=max(opt.workers, 1))

@@ -3,6 +3,8 @@
     python train.py                                   # the main job: a small model on the embedded shapes set
     python train.py --cfg configs/yolov4_resnet50.yaml --data data/coco_vehicles.yaml --img-size 640 --epochs 100
     python train.py --resume                          # continue the latest run exactly
+    python train.py --task classify                   # Darknet-19 (width 0.25) on the embedded shapes_cls crops
+    python train.py --task classify --cfg configs/darknet19_cls.yaml --data imagenet.yaml --hyp configs/hyp.classify.yaml --img-size 224 --epochs 160
     torchrun --nproc_per_node 2 train.py --cfg ... --data ... --sync-bn
 """
 from __future__ import annotations
@@ -20,17 +22,26 @@ from utils.cli import OneLineParser, check_freeze, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("train")
+TASK_DEFAULTS = {  # what an omitted flag means for each --task
+    "detect": {"cfg": "configs/yolov4_n.yaml", "data": "data/shapes.yaml", "hyp": "configs/hyp.shapes.yaml",
+               "epochs": 30, "img_size": 160},
+    "classify": {"cfg": "configs/darknet19_cls_n.yaml", "data": "data/shapes_cls.yaml",
+                 "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 15, "img_size": 64, "batch_size": 32},
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cfg", default="configs/yolov4_n.yaml", help="model YAML")
-    ap.add_argument("--data", default="data/shapes.yaml", help="dataset YAML")
-    ap.add_argument("--hyp", default="configs/hyp.shapes.yaml", help="hyperparameter YAML (hyp.scratch.yaml: yolov5-style long runs)")
+    ap.add_argument("--task", choices=("detect", "classify"), default="detect",
+                    help="classify: an image classifier (Classify head) on an imagefolder dataset")
+    ap.add_argument("--cfg", default=None, help="model YAML (default configs/yolov4_n.yaml; classify: darknet19_cls_n.yaml)")
+    ap.add_argument("--data", default=None, help="dataset YAML (default data/shapes.yaml; classify: data/shapes_cls.yaml)")
+    ap.add_argument("--hyp", default=None, help="hyperparameter YAML (default configs/hyp.shapes.yaml; classify: "
+                    "hyp.classify_shapes.yaml; hyp.scratch.yaml: yolov5-style long runs)")
     ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
-    ap.add_argument("--epochs", type=int_at_least(1), default=30)
+    ap.add_argument("--epochs", type=int_at_least(1), default=None, help="default 30 (classify: 15)")
     ap.add_argument("--batch-size", type=int_at_least(1), default=None, help="total batch size over all processes (default 16)")
-    ap.add_argument("--img-size", type=int_at_least(1), default=160, help="train and val image size (pixels)")
+    ap.add_argument("--img-size", type=int_at_least(1), default=None, help="train and val image size (pixels; default 160, classify: 64)")
     ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")
     ap.add_argument("--workers", type=int_at_least(0), default=None,
                     help="data loader workers per process (default: min(8, cores) on CUDA, cores // 4 on CPU)")
@@ -61,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt = ap.parse_args(argv)
     for key in ("batch_size", "workers", "device"):  # --resume keeps the run's values unless given
         setattr(opt, f"{key}_given", getattr(opt, key) is not None)
+    defaults = TASK_DEFAULTS[opt.task] if not opt.resume else TASK_DEFAULTS["detect"]
+    for key, value in defaults.items():
+        if getattr(opt, key) is None:
+            setattr(opt, key, value)
     opt.batch_size = 16 if opt.batch_size is None else opt.batch_size
     opt.device = "" if opt.device is None else opt.device
     return opt  # workers None: the Trainer picks the device's default
@@ -99,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_args(argv)
     from utils.training import Trainer, TrainingStopped, fit
+    if opt.task == "classify":
+        return classify(opt)
     try:
         prepare(opt)
         summary = fit(Trainer(opt))
@@ -110,6 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if summary["save_dir"]:
         print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
+    return 0
+
+
+def classify(opt: argparse.Namespace) -> int:
+    """--task classify: utils.classify's trainer (same optimiser, schedules, EMA and checkpoints)."""
+    from utils.classify import ClassifyTrainer, fit_classifier
+    try:
+        summary = fit_classifier(ClassifyTrainer(opt))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: weights/last.pt holds the last finished epoch", file=sys.stderr)
+        return 130
+    print(f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  (best top-1 {summary['best_top1']:.4f}) "
+          f"in {summary['seconds']:.0f} s  results in {summary['save_dir']}")
     return 0
 
 

@@ -104,3 +104,17 @@ class Detect(nn.Module):
             with torch.no_grad():
                 b[:, 4] += math.log(8 / (image_size / s) ** 2)
                 b[:, 5:] += math.log(0.6 / (self.nc - 0.99)) if self.nc > 1 else 0.0
+
+
+class Classify(nn.Module):
+    """Image-classification head (seed 004's Darknet-19 classifier): a 1x1 conv to ``nc`` class
+    maps, then global average pooling. Returns logits ``[B, nc]``; the seed's softmax is applied by
+    the loss (cross entropy) and by :func:`utils.classify.predict` for probabilities."""
+
+    def __init__(self, c1: int, nc: int):
+        super().__init__()
+        self.nc = nc
+        self.pred = nn.Conv2d(c1, nc, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pred(x).mean((2, 3))

@@ -13,6 +13,7 @@ Each entry says how a row's arguments become constructor arguments (its ``kind``
 * ``concat``   ``[d]``               -> ``Concat(d)``; out = sum of inputs
 * ``route``    ``[groups, group_id]`` -> ``Route(groups, group_id)``; out = sum of inputs // groups
 * ``detect``   ``[nc, anchors, decode?]`` -> ``Detect(nc, anchors, [c of each input], decode)``
+* ``classify`` ``[nc]``              -> ``Classify(c1, nc)`` (1x1 conv + global average pool); out ``nc``
 
 ``c2'`` is ``c2`` times the width multiple, rounded to a multiple of 8. ``act`` is passed to the
 modules marked ``act=True`` (the model's ``activation`` unless the row overrides it).
@@ -73,6 +74,7 @@ REGISTRY: dict[str, Spec] = {
     "CA": Spec(attention.CoordAtt, "conv"),
     # head
     "Detect": Spec(head.Detect, "detect"),
+    "Classify": Spec(head.Classify, "classify"),
     # plain torch layers
     "nn.Conv2d": Spec(nn.Conv2d, "conv2d"),
     "nn.BatchNorm2d": Spec(nn.BatchNorm2d, "bn"),

@@ -162,6 +162,10 @@ def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int
     if spec.kind == "route":
         groups = args[0] if args else 1
         return args, sum(c // groups for c in c_in)
+    if spec.kind == "classify":
+        if len(args) != 1 or not _is_int(args[0]) or args[0] < 1:
+            r.fail(f"Classify needs [nc] (a positive number of classes), got {args!r}")
+        return [c1, args[0]], args[0]
     if spec.kind == "detect":
         if len(args) < 2:
             r.fail("Detect needs [nc, anchors] (and optionally a decode kind)")

@@ -3,7 +3,7 @@
 Keys (yolov5-compatible, plus ``format``, ``*_annotations`` and ``labels``)::
 
     path: ../datasets/coco   # dataset root; a relative path resolves against the YAML's folder
-    format: coco             # coco | yolo | voc (inferred when absent, see infer_format)
+    format: coco             # coco | yolo | voc | imagefolder (classification; inferred when absent)
     train: images/train2017  # image folder, list file, or a list of either (relative to path)
     val: images/val2017
     test: ...                # optional
@@ -31,7 +31,7 @@ from utils.downloads import DownloadError, describe, may_download, run_download
 
 LOGGER = logging.getLogger(__name__)
 
-FORMATS = ("coco", "yolo", "voc")
+FORMATS = ("coco", "yolo", "voc", "imagefolder")   # imagefolder: classification, <split>/<class>/*.jpg
 SPLITS = ("train", "val", "test")
 KNOWN_KEYS = {"path", "format", "names", "nc", "download", "labels", *SPLITS, *(f"{s}_annotations" for s in SPLITS)}
 

@@ -101,6 +101,9 @@ def load_split(cfg: DataConfig, split: str, cache: bool = True, cache_dir: str |
     The summary (and one warning per problem) is logged before returning. Raises ConfigError when
     the split has no usable image.
     """
+    if cfg.format == "imagefolder":
+        raise ConfigError(f"{cfg.yaml_path}: format imagefolder is a classification dataset; train it with "
+                          f"train.py --task classify (detection needs coco, yolo or voc labels)")
     images = list_split_images(cfg, split)
     labels = _label_files(cfg, split, images)
     signature = json.dumps([cfg.format, cfg.names, cfg.labels, split])

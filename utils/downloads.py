@@ -4,7 +4,7 @@ Consent (:func:`may_download`): ``train.py --download``, or a yes typed at an in
 that shows the absolute script path or URL. A non-interactive run without the flag never runs
 anything. The one exception is :data:`PROJECT_GENERATORS`: scripts shipped with this code that
 only generate files under the dataset root, with no network (``make_shapes.py``, the default
-dataset of ``python train.py``).
+dataset of ``python train.py``, and ``make_shapes_cls.py``, its classification crops).
 
 What runs (:func:`run_download`):
 
@@ -34,7 +34,8 @@ from utils.config import ConfigError
 LOGGER = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_GENERATORS = (REPO_ROOT / "data" / "scripts" / "make_shapes.py",)
+PROJECT_GENERATORS = (REPO_ROOT / "data" / "scripts" / "make_shapes.py",
+                      REPO_ROOT / "data" / "scripts" / "make_shapes_cls.py")
 URL_TIMEOUT_S = 60
 
 

@@ -91,12 +91,8 @@ def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
 
 
 def _transfer_weights(model: nn.Module, path: str) -> None:
-    ckpt = load_checkpoint(path)
-    src = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-    own = model.state_dict()
-    kept = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(kept, strict=False)
-    LOGGER.info("transferred %d/%d tensors from %s", len(kept), len(own), path)
+    from utils.transfer import transfer_weights  # matching tensors, counted and logged (e.g. a classifier's backbone)
+    transfer_weights(model, path)
 
 
 def _freeze(model: nn.Module, freeze: list[int]) -> None:
