@@ -103,7 +103,7 @@ class ClassifyTrainer:
         self.accumulate = max(round(h.nbs / opt.batch_size), 1)
         wd = h.weight_decay * opt.batch_size * self.accumulate / h.nbs
         self.optimizer = build_optimizer(self.model, h.optimizer, h.lr0, h.momentum, wd)
-        self.ema = ModelEMA(self.model, h.ema_decay) if h.ema_decay > 0 else None
+        self.ema = ModelEMA(self.model, h.ema_decay, tau=h.ema_tau) if h.ema_decay > 0 else None
         self.warmup = warmup_iterations(h, len(self.train_loader))
         self.save_dir = increment_path(Path(opt.project) / opt.name, opt.exist_ok)
         self.iteration, self.last_step = 0, -1

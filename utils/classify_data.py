@@ -93,10 +93,11 @@ def centre_crop_box(h: int, w: int) -> tuple[int, int, int]:
 
 
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate about the centre by ``degrees`` (counter-clockwise), borders reflected."""
+    """Rotate about the centre by ``degrees`` (counter-clockwise), edge pixels repeated into the corners
+    (reflecting them would mirror parts of a large object into the image)."""
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)  # about the centre pixel
-    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def augment_image(img: np.ndarray, size: int, hyp: Hyp, rng: np.random.Generator) -> np.ndarray:

@@ -151,3 +151,20 @@ def test_train_classify_then_test_py(tmp_path):
     m = json.loads((tmp_path / "test" / "exp" / "metrics.json").read_text())
     assert m["img_size"] == 32 and m["top5"] == 1.0 and 0 <= m["top1"] <= 1  # 4 classes: top-5 always hits
     assert m["images"] == sum(len(list(p.glob("*.jpg"))) for p in (data / "val").iterdir())
+
+
+def test_shapes_cls_crops_skip_covered_objects():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_shapes_cls", ROOT / "data/scripts/make_shapes_cls.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    img = np.zeros((100, 200, 3), np.uint8)
+    # object 0: a 20x20 px box at (50, 50) -> crop x, y 37..63 (15 % margin = 3 px each side): 26x26 = 676 px^2
+    # object 1: box 60..80 x 50..70 covers 3 x 13 = 39 px^2 of it (5.8 %), and object 0 as much of its crop: kept
+    # object 2: a 12x12 box at (180, 50) -> crop 172..188: 16x16, nothing near
+    lines = ["0 0.25 0.5 0.1 0.2", "1 0.35 0.6 0.1 0.2", "2 0.9 0.5 0.06 0.12"]
+    got = [(k, c, crop.shape[:2]) for k, c, crop in mod.crop_boxes(img, lines)]
+    assert got == [(0, 0, (26, 26)), (1, 1, (26, 26)), (2, 2, (16, 16))]
+    # move object 1 onto object 0: its box covers 20x20 = 400 of 676 px^2 (59 %): both crops dropped
+    got = [k for k, _, _ in mod.crop_boxes(img, ["0 0.25 0.5 0.1 0.2", "1 0.26 0.52 0.1 0.2", lines[2]])]
+    assert got == [2]
