@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,13 @@ class ClassifyTrainer:
         if opt.resume:
             raise ConfigError("--resume is not supported with --task classify yet; start a new run "
                               "(--weights last.pt keeps the weights)")
+        unsupported = [flag for flag, on in (("--freeze", opt.freeze), ("--multi-scale", opt.multi_scale),
+                                              ("--cache", opt.cache), ("--sync-bn", opt.sync_bn),
+                                              ("--amp " + str(opt.amp), opt.amp not in ("auto", "off")),
+                                              ("torchrun (WORLD_SIZE > 1)", int(os.environ.get("WORLD_SIZE", "1")) > 1))
+                       if on]
+        if unsupported:
+            raise ConfigError(f"{unsupported[0]} is not supported with --task classify (detection only, for now)")
         self.opt, self.hyp = opt, load_hyp(opt.hyp)
         self.device = select_device(opt.device)
         torch.manual_seed(opt.seed)

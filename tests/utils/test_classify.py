@@ -168,3 +168,10 @@ def test_shapes_cls_crops_skip_covered_objects():
     # move object 1 onto object 0: its box covers 20x20 = 400 of 676 px^2 (59 %): both crops dropped
     got = [k for k, _, _ in mod.crop_boxes(img, ["0 0.25 0.5 0.1 0.2", "1 0.26 0.52 0.1 0.2", lines[2]])]
     assert got == [2]
+
+
+def test_classify_refuses_detection_only_flags(capsys):
+    import train
+    assert train.main(["--task", "classify", "--multi-scale", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --multi-scale is not supported with --task classify (detection only, for now)"
