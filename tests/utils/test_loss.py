@@ -228,3 +228,25 @@ def test_cpu_bf16_autocast_learns():
         history.append(items["total"].item())
     assert all(math.isfinite(h) for h in history)
     assert history[-1] < 0.75 * history[0]
+
+
+def test_equals_yolov5_compute_loss_on_the_same_input():
+    """yolov5 7.0.14's ComputeLoss (yolov5n anchors and strides, hyp.scratch-low scaled by its train.py
+    for nc=4 at 160 px) on these seeded raw outputs and targets gives loss 1.8264439105987549 and
+    (box, obj, cls) = (0.12585924565792084, 0.27192801237106323, 0.05882371589541435); recorded with
+    that package in its own venv (benchmarks/peer_yolov5.py's set-up). Centres are off the integer
+    grid lines: at exactly gx == 1.0 yolov5 skips the left neighbour cell (``gxy > 1``), we keep it."""
+    import types
+    from utils.config import Hyp
+    from utils.loss import YoloLoss
+    anchors = torch.tensor([[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+                           dtype=torch.float32).view(3, 3, 2)
+    det = types.SimpleNamespace(anchors=anchors, stride=torch.tensor([8.0, 16.0, 32.0]), decode="scaled", nc=4, nl=3, na=3)
+    g = torch.Generator().manual_seed(0)
+    preds = [torch.randn(4, 3, s, s, 9, generator=g) for s in (20, 10, 5)]
+    t = torch.tensor([[0, 0, 0.213, 0.262, 0.10, 0.12], [0, 1, 0.714, 0.607, 0.30, 0.20], [1, 2, 0.458, 0.523, 0.05, 0.06],
+                      [2, 3, 0.337, 0.719, 0.50, 0.45], [3, 1, 0.817, 0.183, 0.15, 0.35], [3, 0, 0.121, 0.884, 0.08, 0.04]])
+    loss, items = YoloLoss(det, Hyp(), (160, 160))(preds, t)
+    assert loss.item() == pytest.approx(1.8264439105987549, rel=1e-6)
+    assert [items[k].item() for k in ("box", "obj", "cls")] == pytest.approx(
+        [0.12585924565792084, 0.27192801237106323, 0.05882371589541435], rel=1e-6)
