@@ -13,9 +13,9 @@ Bad input exits with status 2 and a one-line ``error: ...``.
 """
 from __future__ import annotations
 
-from utils.cpu_env import prefer_passive_openmp
+from utils.cpu_env import choose_openmp_wait_policy
 
-prefer_passive_openmp()  # before torch (and its OpenMP) loads: idle threads sleep, see utils/cpu_env.py
+choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cpu_env.py
 
 import argparse
 import logging

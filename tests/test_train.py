@@ -358,16 +358,18 @@ def test_channels_last_model_computes_the_same():
         assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm() + 1e-6, name
 
 
-@pytest.mark.parametrize("module,given,expected", [("train", None, "PASSIVE"), ("test", None, "PASSIVE"),
-                                                    ("detect", None, "PASSIVE"), ("train", "ACTIVE", "ACTIVE"),
-                                                    ("train", "", "")])
-def test_clis_default_to_passive_openmp_before_torch_loads(module, given, expected):
-    """train.py / test.py / detect.py set OMP_WAIT_POLICY=PASSIVE before torch is imported (detect.py
-    imports torch at its top), and keep a value the user set (even an empty one)."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
+def test_openmp_wait_policy_follows_the_load_at_start():
+    from utils.cpu_env import BUSY_LOAD, wait_policy_for
+    assert wait_policy_for(0.0) is None and wait_policy_for(BUSY_LOAD - 0.01) is None   # quiet: libgomp default
+    assert wait_policy_for(BUSY_LOAD) == "PASSIVE" and wait_policy_for(3.7) == "PASSIVE"
+
+
+@pytest.mark.parametrize("module,given", [("train", "ACTIVE"), ("test", ""), ("detect", "PASSIVE")])
+def test_clis_keep_the_users_openmp_wait_policy(module, given):
+    """train.py / test.py / detect.py decide the policy before torch is imported (detect.py imports
+    torch at its top) and never replace a value the user set, even an empty one."""
+    env = {**os.environ, "OMP_WAIT_POLICY": given}
     code = f"import os; import {module}; print(repr(os.environ.get('OMP_WAIT_POLICY')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert out == repr(expected)
+    assert out == repr(given)
