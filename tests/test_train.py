@@ -309,9 +309,12 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
     y.update(train=str(tmp_path / "four.txt"), val=str(tmp_path / "four.txt"))
     cfg_yaml.write_text(yaml.safe_dump(y))
     hyp = tmp_path / "hyp.yaml"
+    # cls 2.0 (4x the default): with 0.5 the class term barely learns in short runs; on the AMD VM
+    # with torch 2.14.1 this run then stalled at best mAP@0.5 0.626 (also at the last landed commit),
+    # with 2.0 it reaches 1.0 (2026-12-01), as the main job's recipe found (benchmarks/RESULTS.md)
     hyp.write_text(yaml.safe_dump(replace(Hyp(), optimizer="Adam", lr0=0.003, nbs=4, warmup_epochs=0.0, mosaic=0.0,
                                           fliplr=0.0, scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
-                                          ema_decay=0.0, bn_momentum=0.3, lr_schedule="cosine",
+                                          ema_decay=0.0, bn_momentum=0.3, lr_schedule="cosine", cls=2.0,
                                           lrf=0.1).to_dict()))
     import train
     rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "150",
