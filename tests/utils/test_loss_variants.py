@@ -33,14 +33,6 @@ class TinyNet(nn.Module):
         return self.detect(feats)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _targets():
     # (image, class, cx, cy, w, h) normalised to the 64 px image: boxes 20x20, 30x14, 40x44 px
     return torch.tensor([[0, 0, 0.30, 0.45, 20 / 64, 20 / 64],
