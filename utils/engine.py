@@ -34,7 +34,8 @@ class LoopSettings:
     accumulate: int                 # optimiser step every N batches after warm-up (nominal batch size)
     warmup_iters: int               # during warm-up the step interval rises from 1 to ``accumulate``
     amp_dtype: Optional[torch.dtype] = None   # torch.float16 / torch.bfloat16, None = fp32
-    max_nonfinite: int = 3          # consecutive non-finite losses before NonFiniteLossError
+    max_nonfinite: int = 3          # consecutive non-finite (or exploded) losses before NonFiniteLossError
+    explode_factor: float = 100.0   # a loss this many times the running median counts as exploded
     show_progress: bool = True
 
 
@@ -45,6 +46,22 @@ class LoopState:
     last_opt_step: int = -1
     nonfinite: int = 0
     skipped: list = field(default_factory=list)
+    recent: list = field(default_factory=list)   # the last accepted batch losses (explosion guard)
+
+
+EXPLODE_WINDOW, EXPLODE_MIN_HISTORY = 100, 10
+
+
+def exploded(value: float, state: LoopState, factor: float) -> bool:
+    """Whether a finite batch loss is ``factor`` times the median of the last accepted ones (after
+    ``EXPLODE_MIN_HISTORY`` of them). A diverging run (lr far too high) grows its loss by orders of
+    magnitude within a few steps while its weights stay finite for a while; the NaN guard alone
+    lets it finish and save a best.pt. Accepted values enter the window, flagged ones do not."""
+    if len(state.recent) >= EXPLODE_MIN_HISTORY and value > factor * float(np.median(state.recent)):
+        return True
+    state.recent.append(value)
+    del state.recent[:-EXPLODE_WINDOW]
+    return False
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):
@@ -96,8 +113,9 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema:
             preds = model(x)
         loss, items = criterion([p.float() for p in preds], targets.to(s.device))
         state.iteration += 1
-        if not torch.isfinite(loss):
-            _nonfinite(items, epoch, i, paths, optimizer, s, state)
+        value = float(loss.detach())
+        if not np.isfinite(value) or exploded(value, state, s.explode_factor):
+            _nonfinite(items, epoch, i, paths, optimizer, s, state, value)
             continue
         state.nonfinite = 0
         scaler.scale(loss).backward()
@@ -114,16 +132,19 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema:
     return {k: float(v) for k, v in zip(LOSS_NAMES, (sums / max(seen, 1)).tolist())}
 
 
-def _nonfinite(items: dict, epoch: int, batch: int, paths: list, optimizer, s: LoopSettings, state: LoopState) -> None:
-    bad = [k for k in LOSS_NAMES if not torch.isfinite(items[k])]
+def _nonfinite(items: dict, epoch: int, batch: int, paths: list, optimizer, s: LoopSettings, state: LoopState,
+               value: float) -> None:
+    if np.isfinite(value):
+        what = f"exploded loss {value:.3g} (over {s.explode_factor:g}x the running median {np.median(state.recent):.3g})"
+    else:
+        what = f"non-finite {'/'.join(k for k in LOSS_NAMES if not torch.isfinite(items[k])) or 'total'} loss"
     state.nonfinite += 1
     state.skipped.append((epoch, batch))
     optimizer.zero_grad(set_to_none=True)
-    LOGGER.warning("non-finite %s loss at epoch %d batch %d (first image %s): step skipped (%d in a row)",
-                   "/".join(bad) or "total", epoch + 1, batch, paths[0] if paths else "?", state.nonfinite)
+    LOGGER.warning("%s at epoch %d batch %d (first image %s): step skipped (%d in a row)",
+                   what, epoch + 1, batch, paths[0] if paths else "?", state.nonfinite)
     if state.nonfinite >= s.max_nonfinite:
-        raise NonFiniteLossError(f"{state.nonfinite} consecutive non-finite losses "
-                                 f"({'/'.join(bad) or 'total'}) at epoch {epoch + 1} batch {batch}")
+        raise NonFiniteLossError(f"{state.nonfinite} consecutive bad batches ({what}) at epoch {epoch + 1} batch {batch}")
 
 
 # ------------------------------------------------------------------------------------- evaluate
