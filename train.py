@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--download", action="store_true",
                     help="allow the dataset YAML's 'download' entry to run when the data is missing")
     opt = ap.parse_args(argv)
-    for key in ("batch_size", "workers", "device"):  # --resume keeps the run's values unless given
+    for key in ("batch_size", "workers", "device", "epochs"):  # --resume keeps the run's values unless given
         setattr(opt, f"{key}_given", getattr(opt, key) is not None)
     defaults = TASK_DEFAULTS[opt.task] if not opt.resume else TASK_DEFAULTS["detect"]
     for key, value in defaults.items():
@@ -106,19 +106,22 @@ def prepare(opt: argparse.Namespace) -> None:
         rows = [load_model_cfg(run.cfg).get(k) for k in ("backbone", "head")]
         if all(isinstance(r, list) for r in rows):  # otherwise building the model names the problem
             check_freeze(run.freeze, len(rows[0]) + len(rows[1]), run.cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun rank 0 fetches after the processes connect
         ensure_dataset(load_data_config(run.data), download=True, allowed=opt.download)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_args(argv)
-    from utils.training import Trainer, TrainingStopped, fit
+    from utils.training import RunComplete, Trainer, TrainingStopped, fit
     if opt.task == "classify":
         return classify(opt)
     try:
         prepare(opt)
         summary = fit(Trainer(opt))
+    except RunComplete as e:
+        print(e)
+        return 0
     except (ConfigError, TrainingStopped) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

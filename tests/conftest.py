@@ -30,3 +30,37 @@ def tiny_weights(tmp_path_factory) -> Path:
     save_checkpoint({"epoch": 0, "model_cfg": model.yaml, "names": VEHICLE_NAMES,
                      "category_ids": VEHICLE_CATEGORY_IDS, "model": model.state_dict(), "ema": None}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def shapes_yaml(tmp_path_factory) -> Path:
+    """A small generated shapes dataset (32 train / 16 val images, seed 1) and its data YAML."""
+    import sys
+
+    import yaml
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
+    from make_shapes import make_shapes
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root / "shapes", n_train=32, n_val=16, seed=1)
+    y = root / "shapes.yaml"
+    y.write_text(yaml.safe_dump({"path": str(root / "shapes"), "format": "yolo", "train": "images/train",
+                                 "val": "images/val", "names": ["circle", "square", "triangle", "star"]}))
+    return y
+
+
+def _train_args(data: Path, project: Path, **kw) -> list[str]:
+    """train.py arguments of a tiny CPU run (yolov4_n, 64 px, batch 8, 2 epochs); ``kw`` overrides
+    flags (``True`` = a bare flag)."""
+    args = {"cfg": "configs/yolov4_n.yaml", "data": str(data), "hyp": "configs/hyp.shapes.yaml", "epochs": 2,
+            "batch-size": 8, "img-size": 64, "workers": 0, "device": "cpu", "project": str(project),
+            "name": "exp", "seed": 3, **kw}
+    out = []
+    for k, v in args.items():
+        out += [f"--{k}", str(v)] if v is not True else [f"--{k}"]
+    return out + ["--quiet", "--noautoanchor"]
+
+
+@pytest.fixture
+def train_args():
+    """The function that builds a tiny train.py command line (see ``_train_args``)."""
+    return _train_args

@@ -136,41 +136,26 @@ def test_foreign_files_are_refused(tmp_path):
 
 # ------------------------------------------------------------------------------ NaN guard
 class _NaNAfter:
-    """Wraps a criterion; returns a NaN box loss from call ``start`` on."""
+    """Wraps a criterion; returns a NaN box loss from training call ``start`` on (validation calls,
+    made under no_grad, are neither counted nor changed)."""
 
     def __init__(self, inner, start: int):
         self.inner, self.start, self.calls = inner, start, 0
 
     def __call__(self, preds, targets):
-        self.calls += 1
         loss, items = self.inner(preds, targets)
+        if not torch.is_grad_enabled():
+            return loss, items
+        self.calls += 1
         if self.calls >= self.start:
             items = dict(items, box=torch.tensor(float("nan")))
             loss = loss * float("nan")
         return loss, items
 
 
-@pytest.fixture(scope="module")
-def shapes_yaml(tmp_path_factory) -> Path:
-    """A small generated shapes dataset (32 train / 16 val) and its data YAML."""
-    sys.path.insert(0, str(ROOT / "data" / "scripts"))
-    from make_shapes import make_shapes
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes(root / "shapes", n_train=32, n_val=16, seed=1)
-    y = root / "shapes.yaml"
-    y.write_text(yaml.safe_dump({"path": str(root / "shapes"), "format": "yolo", "train": "images/train",
-                                 "val": "images/val", "names": ["circle", "square", "triangle", "star"]}))
-    return y
-
-
 def _opts(data: Path, project: Path, **kw) -> list[str]:
-    args = {"cfg": "configs/yolov4_n.yaml", "data": str(data), "hyp": "configs/hyp.shapes.yaml", "epochs": 2,
-            "batch-size": 8, "img-size": 64, "workers": 0, "device": "cpu", "project": str(project),
-            "name": "exp", "seed": 3, **kw}
-    out = []
-    for k, v in args.items():
-        out += [f"--{k}", str(v)] if v is not True else [f"--{k}"]
-    return out + ["--quiet", "--noautoanchor"]
+    from conftest import _train_args   # tests/conftest.py: the shared tiny-run command line
+    return _train_args(data, project, **kw)
 
 
 def test_nan_guard_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, caplog):
@@ -238,7 +223,7 @@ def test_resume_accepts_new_batch_size_and_workers(shapes_yaml, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     last = tmp_path / "r" / "weights" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
-    ckpt["opt"]["epochs"] = 2                     # pretend the run was meant to go on
+    ckpt["opt"]["epochs"], ckpt["finished"] = 2, False   # pretend the run was interrupted after epoch 1 of 2
     save_checkpoint({k: v for k, v in ckpt.items() if k not in ("kind", "version")}, last)
     again = subprocess.run([sys.executable, "train.py", "--resume", str(last), "--batch-size", "4",
                             "--workers", "1", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -18,7 +19,8 @@ def init(device: torch.device) -> None:
     """Join the process group (torchrun provides MASTER_ADDR/PORT, RANK, WORLD_SIZE)."""
     if dist.is_initialized():
         return
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    # a long timeout: rank 0 may fetch a dataset (train.py --download) while the others wait at a barrier
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=3))
 
 
 def is_main() -> bool:

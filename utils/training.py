@@ -19,7 +19,7 @@ from torch import nn
 
 from models.yolo import Model
 from utils import dist
-from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from utils.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
 from utils.device import select_device
 from utils.ema import ModelEMA, unwrap
@@ -27,13 +27,18 @@ from utils.engine import (EvalSettings, LoopSettings, LoopState, NonFiniteLossEr
                           is_finite_model, results_row, train_one_epoch)
 from utils.loss import build_criterion
 from utils.runs import append_csv, increment_path, save_yaml, truncate_csv
-from utils.schedule import build_optimizer, warmup_iterations
+from utils.schedule import build_optimizer, lr_factor, warmup_iterations
 
 LOGGER = logging.getLogger(__name__)
 
 
 class TrainingStopped(RuntimeError):
     """Training cannot go on (repeated non-finite losses); the message says why and what to do."""
+
+
+class RunComplete(Exception):
+    """``--resume`` of a run that has trained all its epochs (or stopped early); the message says how
+    to train longer."""
 
 
 def seed_everything(seed: int) -> None:
@@ -73,7 +78,8 @@ def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
-    """Options of the run being resumed, with --device/--batch-size/--workers overrides."""
+    """Options of the run being resumed, with --device/--batch-size/--workers overrides and
+    ``--epochs N`` extending (or finishing) it to N epochs. Raises RunComplete when nothing is left."""
     if opt.resume is True or opt.resume == "":
         found = sorted(Path(opt.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
         if not found:
@@ -86,13 +92,38 @@ def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
     for key in ("device", "batch_size", "workers"):
         if getattr(opt, f"{key}_given", False):
             setattr(saved, key, getattr(opt, key))
+    saved.download = bool(getattr(opt, "download", False))  # consent is this command's, never the checkpoint's
+    done = int(ckpt["epoch"]) + 1
+    if getattr(opt, "epochs_given", False):
+        if opt.epochs < done:
+            raise ConfigError(f"--epochs {opt.epochs}: {path} has already trained {done} epochs; a run cannot be "
+                              f"shortened (give more than {done} to train longer)")
+        complete = opt.epochs == done
+        saved.epochs = opt.epochs
+    else:
+        complete = done >= saved.epochs or bool(ckpt.get("finished", False))
+    if complete:
+        how = "stopped early" if done < saved.epochs else "all epochs trained"
+        raise RunComplete(f"{path}: the run is complete ({done} of {saved.epochs} epochs, {how}); to train longer, "
+                          f"extend it: python train.py --resume {path} --epochs {done + max(done // 2, 1)}")
     saved.resume, saved.save_dir = str(path), str(path.parent.parent)
     return saved, path
 
 
+def resume_model_cfg(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The architecture a checkpoint was trained with (the YAML on disk may have changed since)."""
+    cfg = dict(ckpt["model_cfg"])
+    cfg.pop("pretrained", None)  # the weights come from the checkpoint, not from torchvision
+    return cfg
+
+
 def _transfer_weights(model: nn.Module, path: str) -> None:
     from utils.transfer import transfer_weights  # matching tensors, counted and logged (e.g. a classifier's backbone)
-    transfer_weights(model, path)
+    counts = transfer_weights(model, path)
+    if counts["transferred"] == 0:
+        raise ConfigError(f"--weights {path}: none of its {counts['source_tensors']} tensors matches a tensor of "
+                          f"the model (names or shapes differ); give weights of this architecture, or leave "
+                          f"--weights out to train from scratch")
 
 
 def _freeze(model: nn.Module, freeze: list[int]) -> None:
@@ -112,12 +143,14 @@ def build_data(opt: argparse.Namespace):
     return load_split(cfg, "train"), load_split(cfg, "val")
 
 
-def build_model(opt: argparse.Namespace, nc: int, device: torch.device, bn_momentum: float = 0.03) -> Model:
-    model = Model(opt.cfg, nc=nc)
+def build_model(opt: argparse.Namespace, nc: int, device: torch.device, bn_momentum: float = 0.03,
+                cfg: dict[str, Any] | None = None) -> Model:
+    """``cfg``: a resumed checkpoint's own architecture instead of the YAML that ``opt.cfg`` names."""
+    model = Model(cfg if cfg is not None else opt.cfg, nc=nc)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = bn_momentum
-    if opt.weights:
+    if opt.weights and cfg is None:  # on resume the checkpoint's weights replace them anyway
         _transfer_weights(model, opt.weights)
     if opt.freeze:
         _freeze(model, opt.freeze)
@@ -167,7 +200,8 @@ class Trainer:
         self.wdir = self.save_dir / "weights"
         self.train_info, self.val_info = build_data(opt)
         self.names = self.train_info.names
-        self.model = build_model(opt, len(self.names), self.device, self.hyp.bn_momentum)
+        self.model = build_model(opt, len(self.names), self.device, self.hyp.bn_momentum,
+                                 resume_model_cfg(ckpt) if ckpt else None)
         gs = int(self.model.stride.max())
         if opt.img_size % gs:
             raise ConfigError(f"--img-size {opt.img_size} must be a multiple of the largest stride {gs}")
@@ -207,27 +241,43 @@ class Trainer:
         self.multi_scale = MultiScale.from_hyp(opt.img_size, self.hyp, gs, opt.seed) if opt.multi_scale else None
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        unwrap(self.model).load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            unwrap(self.model).load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
+            raise CheckpointError(f"--resume {self.opt.resume}: its weights do not fit the model built from it and "
+                                  f"{self.opt.data} ({len(self.names)} classes): {first[0].strip()}") from None
         if ckpt.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.ema.load_state_dict(ckpt["ema"])
             self.ema.updates = ckpt["ema_updates"]
         self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
-        self.loop = LoopState(iteration=ckpt["loop"]["iteration"], last_opt_step=ckpt["loop"]["last_opt_step"])
+        self.loop = LoopState(iteration=ckpt["loop"]["iteration"], last_opt_step=ckpt["loop"]["last_opt_step"],
+                              recent=list(ckpt["loop"].get("recent", [])))
         set_rng_state(ckpt["rng"])
         LOGGER.info("resuming from epoch %d of %d", self.start_epoch + 1, self.opt.epochs)
+        was = int(ckpt["opt"].get("epochs", self.opt.epochs))
+        if was != self.opt.epochs:
+            e = self.start_epoch
+            LOGGER.info("--epochs %d: the run is extended from %d to %d epochs; the lr schedule is recomputed for %d "
+                        "epochs (lr factor at epoch %d: %.4g of %d epochs -> %.4g of %d)", self.opt.epochs, was,
+                        self.opt.epochs, self.opt.epochs, e + 1, lr_factor(self.hyp, was, e), was,
+                        lr_factor(self.hyp, self.opt.epochs, e), self.opt.epochs)
 
-    def checkpoint(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-        return {"epoch": epoch, "best_fitness": self.best_fitness, "model_cfg": unwrap(self.model).yaml,
+    def checkpoint(self, epoch: int, metrics: dict[str, float], finished: bool = False) -> dict[str, Any]:
+        """``finished``: the last epoch of the run (all epochs, or early stopping)."""
+        return {"epoch": epoch, "finished": finished, "best_fitness": self.best_fitness,
+                "model_cfg": unwrap(self.model).yaml,
                 "names": list(self.names), "category_ids": list(self.train_info.category_ids),
                 "model": unwrap(self.model).state_dict(),
                 "ema": self.ema.ema.state_dict() if self.ema else None,
                 "ema_updates": self.ema.updates if self.ema else 0,
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "loop": {"iteration": self.loop.iteration, "last_opt_step": self.loop.last_opt_step},
+                "loop": {"iteration": self.loop.iteration, "last_opt_step": self.loop.last_opt_step,
+                         "recent": [float(v) for v in self.loop.recent]},
                 "rng": rng_state(), "hyp": self.hyp.to_dict(), "opt": _plain_opt(self.opt), "metrics": metrics}
 
     def settings(self) -> LoopSettings:
@@ -294,8 +344,37 @@ def _recover(t: Trainer, err: NonFiniteLossError, retries: int) -> int:
     return t.start_epoch
 
 
+def _diverged(result, epoch: int) -> str | None:
+    """A validation loss that is not finite means the weights have blown up even where the training
+    losses still passed (e.g. lr far too high): treat it like repeated non-finite training losses."""
+    bad = [k for k, v in result.losses.items() if not math.isfinite(v)]
+    return f"non-finite validation {'/'.join(bad)} loss after epoch {epoch + 1}" if bad else None
+
+
+def _end_epoch(t: Trainer, log: _Logger, epoch: int, losses: dict, result, stale: int) -> tuple[bool, int]:
+    """Rank 0 after a good epoch: checkpoints, results row, early stopping. Returns ``(stop, stale)``."""
+    opt = t.opt
+    fitness = result.metrics.fitness
+    improved = fitness > t.best_fitness
+    stale = 0 if improved else stale + 1
+    t.best_fitness = max(fitness, t.best_fitness)
+    stop = opt.patience > 0 and stale >= opt.patience
+    row = results_row(epoch, losses, result, [g["lr"] for g in t.optimizer.param_groups])
+    ckpt = t.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")},
+                        finished=stop or epoch + 1 >= opt.epochs)
+    save_checkpoint(ckpt, t.wdir / "last.pt")
+    if improved:
+        save_checkpoint(ckpt, t.wdir / "best.pt")
+    log.epoch(row)
+    LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
+    if stop:
+        LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
+    return stop, stale
+
+
 def fit(t: Trainer) -> dict[str, Any]:
-    """The epoch loop: train, evaluate (rank 0, EMA weights), checkpoint, early-stop."""
+    """The epoch loop: train, evaluate (rank 0, EMA weights), checkpoint, early-stop. Non-finite or
+    exploding losses and a non-finite validation loss reload last.pt (``--nan-retries`` times)."""
     opt, main = t.opt, dist.is_main()
     log = _Logger(t) if main else None
     s = t.settings()
@@ -304,35 +383,27 @@ def fit(t: Trainer) -> dict[str, Any]:
     while epoch < opt.epochs:
         t.train_loader.sampler.set_epoch(epoch)
         hook = log.first_batch if (main and epoch == 0) else None
+        stop, diverged = False, None
         try:
             losses = train_one_epoch(t.model, t.criterion, t.train_loader, t.optimizer, t.scaler, t.ema, t.hyp,
                                      epoch, s, t.loop, t.multi_scale, first_batch_hook=hook)
             if not is_finite_model(t.model):
                 raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
         except NonFiniteLossError as err:
-            retries += 1
-            epoch = _recover(t, err, retries)
-            continue
-        stop = False
-        if main:
+            diverged = str(err)
+        if main and diverged is None:
             result = evaluate(t.ema.ema if t.ema else t.model, t.val_loader, t.val_info.records, t.names, ev,
                               t.device, t.criterion, show_progress=not opt.quiet)
-            fitness = result.metrics.fitness
-            stale = 0 if fitness > t.best_fitness else stale + 1
-            improved = fitness > t.best_fitness
-            t.best_fitness = max(fitness, t.best_fitness)
-            row = results_row(epoch, losses, result, [g["lr"] for g in t.optimizer.param_groups])
-            ckpt = t.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")})
-            save_checkpoint(ckpt, t.wdir / "last.pt")
-            if improved:
-                save_checkpoint(ckpt, t.wdir / "best.pt")
-            log.epoch(row)
-            LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
-            stop = opt.patience > 0 and stale >= opt.patience
-            if stop:
-                LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
+            diverged = _diverged(result, epoch)
+            if diverged is None:
+                stop, stale = _end_epoch(t, log, epoch, losses, result, stale)
+        stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
+        if diverged:
+            retries += 1
+            epoch, result = _recover(t, NonFiniteLossError(diverged), retries), None
+            continue
         epoch += 1
-        if dist.broadcast_object(stop):
+        if stop:
             break
     if main:
         log.close()
