@@ -80,3 +80,19 @@ def test_initial_weights_matching_no_tensor_are_an_error(shapes_yaml, tmp_path, 
     assert len(err.splitlines()) == 1
     assert f"--weights {foreign}: none of its 2 tensors matches a tensor of the model" in err
     assert not (tmp_path / "exp" / "weights" / "last.pt").exists()
+
+
+def test_sgd_at_lr_one_without_clipping_is_stopped(shapes_yaml, tmp_path, capsys, train_args):
+    """A real divergence, no patching: training losses stay ordinary while the BatchNorm running
+    statistics blow up (validation loss ~1e14-1e15 measured); before the guard it ran to the end
+    and saved a best.pt with mAP@0.5 0.0002."""
+    import yaml
+    hyp = yaml.safe_load(open("configs/hyp.shapes.yaml"))
+    hyp.update(optimizer="SGD", lr0=1.0, warmup_epochs=0.0, grad_clip=0.0)
+    (tmp_path / "hyp.yaml").write_text(yaml.safe_dump(hyp))
+    rc = train.main(train_args(shapes_yaml, tmp_path, epochs=2, hyp=str(tmp_path / "hyp.yaml"),
+                               **{"batch-size": 4}))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: training stopped: ") and "validation" in err and "after epoch 1" in err
+    assert not (tmp_path / "exp" / "weights" / "best.pt").exists()

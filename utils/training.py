@@ -344,11 +344,22 @@ def _recover(t: Trainer, err: NonFiniteLossError, retries: int) -> int:
     return t.start_epoch
 
 
-def _diverged(result, epoch: int) -> str | None:
-    """A validation loss that is not finite means the weights have blown up even where the training
-    losses still passed (e.g. lr far too high): treat it like repeated non-finite training losses."""
+VAL_EXPLODE_FACTOR = 1000.0  # measured: a healthy first epoch's validation loss is 1-4x the training loss
+
+
+def _diverged(result, train_losses: dict[str, float], epoch: int) -> str | None:
+    """A validation loss that is not finite, or ``VAL_EXPLODE_FACTOR`` times the epoch's training
+    loss, means the weights have blown up even where the training losses still passed (e.g. SGD at
+    lr0 1.0 without clipping: training losses ~0.3, validation 3e15 through exploded BatchNorm
+    statistics): treat it like repeated non-finite training losses."""
     bad = [k for k, v in result.losses.items() if not math.isfinite(v)]
-    return f"non-finite validation {'/'.join(bad)} loss after epoch {epoch + 1}" if bad else None
+    if bad:
+        return f"non-finite validation {'/'.join(bad)} loss after epoch {epoch + 1}"
+    val, train = sum(result.losses.values()), sum(train_losses.values())
+    if val > VAL_EXPLODE_FACTOR * max(train, 1e-12):
+        return (f"exploded validation loss {val:.3g} after epoch {epoch + 1} ({val / max(train, 1e-12):.3g}x the "
+                f"training loss {train:.3g})")
+    return None
 
 
 def _end_epoch(t: Trainer, log: _Logger, epoch: int, losses: dict, result, stale: int) -> tuple[bool, int]:
@@ -394,7 +405,7 @@ def fit(t: Trainer) -> dict[str, Any]:
         if main and diverged is None:
             result = evaluate(t.ema.ema if t.ema else t.model, t.val_loader, t.val_info.records, t.names, ev,
                               t.device, t.criterion, show_progress=not opt.quiet)
-            diverged = _diverged(result, epoch)
+            diverged = _diverged(result, losses, epoch)
             if diverged is None:
                 stop, stale = _end_epoch(t, log, epoch, losses, result, stale)
         stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
