@@ -361,3 +361,20 @@ def test_clis_keep_the_users_openmp_wait_policy(module, given):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == repr(given)
+
+
+def test_prepare_leaves_the_download_to_rank0_after_processes_connect(monkeypatch, shapes_yaml):
+    """Under torchrun, prepare() (before the process group exists) must not fetch data: rank 0
+    fetching there would keep the other ranks waiting to connect. build_data fetches after init."""
+    import train
+    import utils.data_config as data_config
+    calls = []
+    monkeypatch.setattr(data_config, "ensure_dataset", lambda *a, **k: calls.append(k))
+    opt = train.parse_args(["--data", str(shapes_yaml)])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    train.prepare(opt)
+    assert calls == []
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    train.prepare(opt)
+    assert calls == [{"download": True, "allowed": False}]
