@@ -1,4 +1,5 @@
-"""Training plots: results.png from results.csv, label statistics, and a batch mosaic with boxes.
+"""Training plots: results.png from results.csv, label statistics, and a batch mosaic with boxes;
+``python -m utils.plots compare RUN ...`` draws several runs' curves together (utils/plots_compare.py).
 matplotlib (Agg) is imported inside the functions: no import-time side effects."""
 from __future__ import annotations
 
@@ -74,3 +75,20 @@ def plot_batch(imgs: torch.Tensor, targets: torch.Tensor, names: list[str], out:
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, color, 1)
         canvas[y0:y0 + h, x0:x0 + w] = tile
     cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.plots compare RUN [RUN ...]``: the comparison charts of utils/plots_compare.py."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "compare":
+        print("error: usage: python -m utils.plots compare RUN [RUN ...] [--out DIR] [--labels NAME ...]",
+              file=sys.stderr)
+        return 2
+    from utils.plots_compare import main as compare_main
+    return compare_main(argv[1:])
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
