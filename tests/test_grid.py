@@ -288,3 +288,14 @@ def test_bad_grid_yaml_syntax_and_flag(tmp_path, capsys):
         cli.main([str(path), "--list", "--report"])
     assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
+
+
+def test_tiny_ca_model_is_yolov4_n_with_the_three_ca_rows():
+    from models.yolo import Model, load_model_cfg
+    n_ca, l_ca = (load_model_cfg(ROOT / "configs" / f) for f in ("yolov4_n_ca.yaml", "yolov4_l_ca.yaml"))
+    assert (n_ca["backbone"], n_ca["head"]) == (l_ca["backbone"], l_ca["head"])   # the same rows as yolov4_l_ca
+
+    def count(cfg: str) -> int:
+        return sum(p.numel() for p in Model(ROOT / "configs" / cfg, nc=4).parameters())
+    # CA(c), mip 8: conv1 8c + 8, BN 16, conv_h and conv_w 8c + c each = 26c + 24; c = 64/128/256 at width 0.25
+    assert count("yolov4_n_ca.yaml") == count("yolov4_n.yaml") + sum(26 * c + 24 for c in (64, 128, 256)) == 2_305_265

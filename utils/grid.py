@@ -42,12 +42,14 @@ class GridRun:
 
 
 def run_logged(cmd: list[str], log: Path) -> int:
-    """Run ``cmd`` in the working directory, its stdout and stderr appended to ``log``."""
+    """Run ``cmd`` in the working directory, its stdout and stderr appended to ``log``. No stdin: a
+    prompt (train.py asking before a download) would wait unseen; it gets no answer and says so."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                              check=False).returncode
 
 
 def results_rows(cell_dir: Path) -> int:

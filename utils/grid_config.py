@@ -42,7 +42,7 @@ class GridError(ConfigError):
 
 TOP_KEYS = ("name", "base", "hyp", "axes", "eval", "only", "test", "table")
 REQUIRED_BASE = ("cfg", "data", "hyp", "epochs")
-BASE_DEFAULTS: dict[str, Any] = {"batch": 16, "seed": 0, "img_size": 640}
+BASE_DEFAULTS: dict[str, Any] = {"batch": 16, "seed": 0, "img_size": 160}   # train.py's defaults
 BASE_ONLY = ("device", "workers", "train_args")     # base keys that axes may not vary
 PATH_KEYS = ("cfg", "data", "hyp")
 INT_KEYS = {"epochs": 1, "batch": 1, "img_size": 1, "seed": 0, "workers": 0}   # key -> minimum
