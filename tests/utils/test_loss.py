@@ -3,33 +3,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from loss_testkit import IMG, TinyNet, targets  # tests/utils/loss_testkit.py
 
 from models.head import Detect
 from utils.config import Hyp, replace
 from utils.loss import bce_with_logits, build_criterion, level_balance, loss_gains
-
-ANCHORS_3 = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
-IMG = 64
-
-
-class TinyNet(nn.Module):
-    """Strided convs to strides 8/16/32 (or 8 only) feeding a Detect; stands in for models.yolo.Model."""
-
-    def __init__(self, nc: int = 3, decode: str = "scaled", nl: int = 3):
-        super().__init__()
-        act = nn.SiLU()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), act, nn.Conv2d(16, 16, 3, 2, 1), act,
-                                  nn.Conv2d(16, 16, 3, 2, 1), act)
-        self.downs = nn.ModuleList(nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1), act) for _ in range(nl - 1))
-        self.detect = Detect(nc, ANCHORS_3[:nl], [16] * nl, decode)
-        self.detect.stride = torch.tensor([8.0, 16.0, 32.0][:nl])
-
-    def forward(self, x):
-        feats = [self.stem(x)]
-        for d in self.downs:
-            feats.append(d(feats[-1]))
-        return self.detect(feats)
 
 
 @pytest.fixture(autouse=True)
@@ -39,13 +17,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _targets():
-    # (image, class, cx, cy, w, h) normalised to the 64 px image
-    return torch.tensor([[0, 0, 0.30, 0.45, 20 / 64, 20 / 64],
-                         [0, 2, 0.70, 0.25, 30 / 64, 14 / 64],
-                         [1, 1, 0.50, 0.60, 40 / 64, 44 / 64]])
 
 
 def _level_sets(matches):
@@ -151,7 +122,7 @@ def test_label_smoothing_and_focal_change_the_value():
     torch.manual_seed(0)
     model = TinyNet()
     preds = [p.detach() for p in model(torch.rand(2, 3, IMG, IMG))]
-    t = _targets()
+    t = targets()
     _, base = build_criterion(model, Hyp())(preds, t)
     _, smooth = build_criterion(model, replace(Hyp(), label_smoothing=0.1))(preds, t)
     _, focal = build_criterion(model, replace(Hyp(), fl_gamma=1.5))(preds, t)
@@ -165,7 +136,7 @@ def test_autocast_outputs_float32():
     crit = build_criterion(model, Hyp(), image_size=IMG)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         preds = model(torch.rand(2, 3, IMG, IMG))
-        loss, items = crit([p.bfloat16() for p in preds], _targets())
+        loss, items = crit([p.bfloat16() for p in preds], targets())
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
 
@@ -175,7 +146,7 @@ def test_autocast_outputs_float32():
 def test_cuda_autocast_matches_cpu():
     torch.manual_seed(0)
     model = TinyNet()
-    imgs, t = torch.rand(2, 3, IMG, IMG), _targets()
+    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
     _, cpu_items = build_criterion(model, Hyp())(model(imgs), t)
     model = model.cuda()
     with torch.autocast("cuda", dtype=torch.float16):
@@ -193,7 +164,7 @@ def test_loss_falls_on_fixed_batch(box_loss, decode, nl):
     torch.manual_seed(0)
     model = TinyNet(decode=decode, nl=nl)
     crit = build_criterion(model, replace(Hyp(), box_loss=box_loss))
-    imgs, t = torch.rand(2, 3, IMG, IMG), _targets()
+    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
     for _ in range(20):
@@ -214,7 +185,7 @@ def test_cpu_bf16_autocast_learns():
     torch.manual_seed(0)
     model = TinyNet(decode="scaled", nl=3)
     crit = build_criterion(model, Hyp())
-    imgs, t = torch.rand(2, 3, IMG, IMG), _targets()
+    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
     for _ in range(20):

@@ -4,40 +4,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from loss_testkit import ANCHORS_3, IMG, TinyNet, targets  # tests/utils/loss_testkit.py
 
 from models.head import Detect
 from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
 from utils.loss import build_criterion
 from utils.loss_variants import (best_anchor_matches, ignore_mask, objectness_terms, shape_iou, softmax_cls_loss,
                                  weighted_objectness)
-
-ANCHORS_3 = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
-IMG = 64
-
-
-class TinyNet(nn.Module):
-    def __init__(self, nc: int = 3, decode: str = "exp", nl: int = 3):
-        super().__init__()
-        act = nn.SiLU()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), act, nn.Conv2d(16, 16, 3, 2, 1), act,
-                                  nn.Conv2d(16, 16, 3, 2, 1), act)
-        self.downs = nn.ModuleList(nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1), act) for _ in range(nl - 1))
-        self.detect = Detect(nc, ANCHORS_3[:nl], [16] * nl, decode)
-        self.detect.stride = torch.tensor([8.0, 16.0, 32.0][:nl])
-
-    def forward(self, x):
-        feats = [self.stem(x)]
-        for d in self.downs:
-            feats.append(d(feats[-1]))
-        return self.detect(feats)
-
-
-def _targets():
-    # (image, class, cx, cy, w, h) normalised to the 64 px image: boxes 20x20, 30x14, 40x44 px
-    return torch.tensor([[0, 0, 0.30, 0.45, 20 / 64, 20 / 64],
-                         [0, 2, 0.70, 0.25, 30 / 64, 14 / 64],
-                         [1, 1, 0.50, 0.60, 40 / 64, 44 / 64]])
 
 
 def test_shape_iou_hand_values():
@@ -48,7 +21,7 @@ def test_shape_iou_hand_values():
 
 def test_best_anchor_picks_the_hand_computed_anchor():
     anchors = torch.tensor(ANCHORS_3, dtype=torch.float32).view(3, 3, 2)
-    matches = best_anchor_matches(anchors, _targets(), torch.tensor([64.0, 64.0]))
+    matches = best_anchor_matches(anchors, targets(), torch.tensor([64.0, 64.0]))
     # 20x20 -> 16x30 (IoU 0.571 > 33x23's 0.527), level 0 anchor 1
     # 30x14 -> 33x23 (IoU 420/759 = 0.553), level 0 anchor 2
     # 40x44 -> 62x45 (IoU 1760/2790 = 0.631 > 30x61's 0.581), level 1 anchor 1
@@ -60,7 +33,7 @@ def test_best_anchor_assigner_uses_one_cell_per_target():
     model = TinyNet(decode="scaled")  # even with the scaled decode: no neighbour cells
     crit = build_criterion(model, replace(Hyp(), assigner="best_anchor"))
     preds = model(torch.zeros(2, 3, IMG, IMG))
-    m = crit.assign(preds, _targets())
+    m = crit.assign(preds, targets())
     cells = [set(zip(x.img.tolist(), x.anchor.tolist(), x.gy.tolist(), x.gx.tolist())) for x in m]
     # level 0 (8x8 cells): (0.30, 0.45) * 8 = (2.4, 3.6) -> row 3, col 2; (0.70, 0.25) * 8 -> row 2, col 5
     # level 1 (4x4): (0.50, 0.60) * 4 = (2.0, 2.4) -> row 2, col 2
@@ -112,12 +85,12 @@ def test_variant_keys_checked_and_defaults_unchanged():
     torch.manual_seed(0)
     model = TinyNet(decode="scaled")
     preds = model(torch.rand(2, 3, IMG, IMG))
-    base, _ = build_criterion(model, Hyp())(preds, _targets())
+    base, _ = build_criterion(model, Hyp())(preds, targets())
     # the variant path with neutral settings (a mask threshold no IoU exceeds) equals the default path
-    same, _ = build_criterion(model, replace(Hyp(), obj_ignore_iou=0.999999))(preds, _targets())
+    same, _ = build_criterion(model, replace(Hyp(), obj_ignore_iou=0.999999))(preds, targets())
     assert same.item() == pytest.approx(base.item(), rel=1e-6)
-    coord, items = build_criterion(model, replace(Hyp(), lambda_coord=2.0))(preds, _targets())
-    _, base_items = build_criterion(model, Hyp())(preds, _targets())
+    coord, items = build_criterion(model, replace(Hyp(), lambda_coord=2.0))(preds, targets())
+    _, base_items = build_criterion(model, Hyp())(preds, targets())
     assert items["box"].item() == pytest.approx(2 * base_items["box"].item(), rel=1e-6)
 
 
@@ -136,7 +109,7 @@ def test_every_variant_lowers_the_loss(changes):
     torch.manual_seed(0)
     model = TinyNet(decode="region" if changes.get("cls_loss") == "softmax" else "exp")
     crit = build_criterion(model, replace(Hyp(), **changes))
-    imgs, t = torch.rand(2, 3, IMG, IMG), _targets()
+    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
     for _ in range(15):
