@@ -17,6 +17,7 @@ from utils.ema import ModelEMA, unwrap
 from utils.metrics import DetectionMetrics, ImageDet, detection_metrics, ground_truth
 from utils.nms import non_max_suppression, scale_boxes
 from utils.schedule import accumulation_at, set_lr
+from utils.tta import forward as tta_forward
 
 LOGGER = logging.getLogger(__name__)
 LOSS_NAMES = ("box", "obj", "cls")
@@ -156,6 +157,7 @@ class EvalSettings:
     max_det: int = 300
     multi_label: bool = True
     half: bool = False
+    augment: bool = False           # test-time augmentation (utils/tta.py: 3 scales, one flipped)
 
 
 @dataclass
@@ -182,7 +184,7 @@ def evaluate(model: nn.Module, loader, records, names: list[str], settings: Eval
         t0 = time.perf_counter()
         x = preprocess(imgs, device, settings.half)
         t1 = time.perf_counter()
-        pred, raw = model(x)
+        pred, raw = tta_forward(model, x, settings.augment)
         t2 = time.perf_counter()
         if criterion is not None:
             _, items = criterion([r.float() for r in raw], targets.to(device))
