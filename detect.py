@@ -1,7 +1,7 @@
 """Run a trained checkpoint on images, folders, globs, videos or list files; save what it finds.
 
     python detect.py --weights runs/train/exp/weights/best.pt --source data/images --img-size 640
-    python detect.py --weights best.pt --source "imgs/*.jpg" --save-txt --save-conf --save-json
+    python detect.py --weights best.pt --source "imgs/*.jpg" --save-txt --save-conf --save-json --augment
 
 Outputs go to ``--project/--name`` (``runs/detect/exp``, then ``exp2``, ``exp3``, ...): annotated
 images and videos (unless ``--nosave``), ``labels/<stem>.txt`` in YOLO format ``cls cx cy w h
@@ -35,6 +35,7 @@ from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
 from utils.device import select_device
 from utils.runs import increment_path
 from utils.sources import Frame, SourceError, iter_frames, resolve_source
+from utils.tta import forward as tta_forward
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
     ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="suppression rule")
     ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
+    ap.add_argument("--augment", action="store_true", help="test-time augmentation: scales 1/0.83/0.67, one flipped")
     ap.add_argument("--save-txt", action="store_true", help="write labels/*.txt")
     ap.add_argument("--save-conf", action="store_true", help="append the score to --save-txt lines")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")
@@ -100,7 +102,7 @@ def infer(model, img_bgr: np.ndarray, opt: argparse.Namespace, img_size: int, st
     sync()
     t1 = time.perf_counter()
     with torch.inference_mode():
-        pred = model(x)[0].float()
+        pred = tta_forward(model, x, opt.augment)[0].float()
     sync()
     t2 = time.perf_counter()
     det = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
@@ -179,7 +181,7 @@ def run(opt: argparse.Namespace) -> dict:
         (save_dir / "predictions.json").write_text(json.dumps(results))
     ms = times / max(seen, 1) * 1e3
     LOGGER.info("Speed: %.1f ms pre-process, %.1f ms inference, %.1f ms NMS per image (img-size %d, %s%s)",
-                *ms, img_size, device, ", fp16" if half else "")
+                *ms, img_size, device, (", fp16" if half else "") + (", augmented x3" if opt.augment else ""))
     LOGGER.info("%d image(s)/frame(s) processed, %d skipped (unreadable)%s", seen, len(skipped),
                 ": " + ", ".join(skipped) if skipped else "")
     LOGGER.info("Results saved to %s", save_dir)

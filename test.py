@@ -1,7 +1,7 @@
 """Evaluate a checkpoint, or a saved COCO-format detections file, on a dataset split.
 
     python test.py --weights runs/train/exp/weights/best.pt --data data/coco_vehicles.yaml --img-size 640
-    python test.py --weights best.pt --data data/coco.yaml --task val --nms diou --save-json --verbose
+    python test.py --weights best.pt --data data/coco.yaml --task val --nms diou --augment --save-json --verbose
     python test.py --predictions other_detector.json --data data/coco_vehicles.yaml   # no model needed
 
 The model path runs the same ``utils.engine.evaluate()`` as training. Both paths print the
@@ -41,6 +41,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="NMS IoU threshold")
     ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="suppression rule")
     ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
+    ap.add_argument("--augment", action="store_true", help="test-time augmentation: scales 1/0.83/0.67, one flipped")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")
     ap.add_argument("--verbose", action="store_true", help="one table row per class")
     ap.add_argument("--no-plots", action="store_true", help="skip the PR / F1 / P / R curves and confusion matrix")
@@ -94,10 +95,11 @@ def evaluate_model(opt: argparse.Namespace, info, loaded):
                        opt.img_size, stride, img_size)
     loader = build_dataloader(info, img_size, opt.batch_size, augment=False, rect=True, stride=stride,
                               workers=opt.workers)
-    settings = EvalSettings(opt.conf_thres, opt.iou_thres, opt.nms, opt.max_det, half=half)
+    settings = EvalSettings(opt.conf_thres, opt.iou_thres, opt.nms, opt.max_det, half=half, augment=opt.augment)
     result = evaluate(model, loader, info.records, info.names, settings, device)
     LOGGER.info("Speed: %.1f ms pre-process, %.1f ms inference, %.1f ms NMS per image (img-size %d, batch %d, %s%s)",
-                *result.speed_ms.values(), img_size, opt.batch_size, device, ", fp16" if half else "")
+                *result.speed_ms.values(), img_size, opt.batch_size, device,
+                (", fp16" if half else "") + (", augmented x3" if opt.augment else ""))
     return result.metrics, result.detections, result.speed_ms
 
 
@@ -160,7 +162,11 @@ def run(opt: argparse.Namespace) -> dict:
                           "results JSON)")
     if opt.weights and not Path(opt.weights).is_file():
         raise ConfigError(f"--weights: checkpoint not found: {opt.weights}")
+    if opt.augment and not opt.weights:
+        raise ConfigError("--augment re-runs a model (--weights); --predictions scores a saved file as it is")
     if opt.weights and _is_classifier(opt.weights):  # top-1 / top-5 of a train.py --task classify checkpoint
+        if opt.augment:
+            raise ConfigError(f"--augment: {opt.weights} is a classifier; test-time augmentation is for detectors")
         from utils.classify import test_classifier
         save_dir = increment_path(Path(opt.project) / opt.name, opt.exist_ok)
         return {"save_dir": save_dir, "metrics": test_classifier(opt.weights, opt.data, opt.task, opt.img_size,
