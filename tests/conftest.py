@@ -32,20 +32,24 @@ def tiny_weights(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def shapes_yaml(tmp_path_factory) -> Path:
-    """A small generated shapes dataset (32 train / 16 val images, seed 1) and its data YAML."""
+def shapes_data_yaml(root: Path, n_train: int, n_val: int, seed: int = 1) -> Path:
+    """Generate a shapes dataset under ``root`` (data/scripts/make_shapes.py) and write its data YAML."""
     import sys
 
     import yaml
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
     from make_shapes import make_shapes
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes(root / "shapes", n_train=32, n_val=16, seed=1)
+    make_shapes(root / "shapes", n_train=n_train, n_val=n_val, seed=seed)
     y = root / "shapes.yaml"
     y.write_text(yaml.safe_dump({"path": str(root / "shapes"), "format": "yolo", "train": "images/train",
                                  "val": "images/val", "names": ["circle", "square", "triangle", "star"]}))
     return y
+
+
+@pytest.fixture(scope="session")
+def shapes_yaml(tmp_path_factory) -> Path:
+    """A small generated shapes dataset (32 train / 16 val images, seed 1) and its data YAML."""
+    return shapes_data_yaml(tmp_path_factory.mktemp("shapes"), 32, 16)
 
 
 def _train_args(data: Path, project: Path, **kw) -> list[str]:

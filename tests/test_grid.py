@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -57,14 +56,8 @@ def _tiny_grid(path: Path, data: Path, **extra) -> Path:
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """8 train / 4 val shapes images (seed 1) and their data YAML."""
-    sys.path.insert(0, str(ROOT / "data" / "scripts"))
-    from make_shapes import make_shapes
-    root = tmp_path_factory.mktemp("grid_data")
-    make_shapes(root / "shapes", n_train=8, n_val=4, seed=1)
-    y = root / "shapes.yaml"
-    y.write_text(yaml.safe_dump({"path": str(root / "shapes"), "format": "yolo", "train": "images/train",
-                                 "val": "images/val", "names": ["circle", "square", "triangle", "star"]}))
-    return y
+    from conftest import shapes_data_yaml   # tests/conftest.py
+    return shapes_data_yaml(tmp_path_factory.mktemp("grid_data"), 8, 4)
 
 
 @pytest.fixture(scope="module")
