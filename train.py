@@ -45,10 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")
     ap.add_argument("--workers", type=int_at_least(0), default=None,
                     help="data loader workers per process (default: min(8, cores) on CUDA, cores // 4 on CPU)")
-    ap.add_argument("--project", default="runs/train")
+    ap.add_argument("--project", default=None, help="parent of the run folders (default runs/train; --evolve: runs/evolve)")
     ap.add_argument("--name", default="exp")
     ap.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run, or the given last.pt")
+    ap.add_argument("--evolve", type=int_at_least(1), default=None, metavar="N",
+                    help="hyperparameter evolution: N generations of mutated --hyp values (utils/evolve.py)")
     ap.add_argument("--seed", type=int_at_least(0), default=0)
     ap.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help="overrides the hyp YAML")
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
@@ -70,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--download", action="store_true",
                     help="allow the dataset YAML's 'download' entry to run when the data is missing")
     opt = ap.parse_args(argv)
+    if opt.evolve and (opt.resume or opt.task == "classify"):
+        ap.error("--evolve does not combine with " + ("--resume (run the same --evolve command again to continue an "
+                 "evolution)" if opt.resume else "--task classify"))
+    opt.project = opt.project or ("runs/evolve" if opt.evolve else "runs/train")
     for key in ("batch_size", "workers", "device", "epochs"):  # --resume keeps the run's values unless given
         setattr(opt, f"{key}_given", getattr(opt, key) is not None)
     defaults = TASK_DEFAULTS[opt.task] if not opt.resume else TASK_DEFAULTS["detect"]
@@ -118,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         return classify(opt)
     try:
         prepare(opt)
+        if opt.evolve:  # N ordinary runs of mutated hyps, one after another
+            from utils.evolve import run_evolution
+            print(run_evolution(opt))
+            return 0
         summary = fit(Trainer(opt))
     except RunComplete as e:
         print(e)
@@ -126,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: weights/last.pt holds the last finished epoch; continue with --resume", file=sys.stderr)
+        hint = ("evolve.csv keeps the finished generations; run the same command again" if opt.evolve else
+                "weights/last.pt holds the last finished epoch; continue with --resume")
+        print(f"interrupted: {hint}", file=sys.stderr)
         return 130
     if summary["save_dir"]:
         print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
