@@ -246,7 +246,8 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
-            raise CheckpointError(f"--resume {self.opt.resume}: its weights do not fit the model built from it and "
+            source = f"--resume {self.opt.resume}" if self.opt.resume else str(self.wdir / "last.pt")
+            raise CheckpointError(f"{source}: its weights do not fit the model built from it and "
                                   f"{self.opt.data} ({len(self.names)} classes): {first[0].strip()}") from None
         if ckpt.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
