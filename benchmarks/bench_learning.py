@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_learning.py --report-only                    # tables of the finished cells
 
 A cell is (task, recipe, framework + model, seed). Every cell trains from scratch with the same image
-size, batch and epochs, on CPU with 2 torch threads, one cell at a time, then has its ``best`` and
+size, batch and epochs, on CPU with ``--threads`` torch threads (default 2), one cell at a time, then has its ``best`` and
 ``last`` checkpoints predict the val split with conf 0.001 / NMS IoU 0.6 (each framework's own
 inference: ``test.py --save-json`` here, yolov5 ``val.py --save-json``), and both prediction files are
 scored by THIS project's evaluator (``test.py --predictions``, equal to pycocotools), so the numbers
@@ -114,8 +114,12 @@ def prepare_task(task: str, work: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ cells
+THREADS = {"n": 2}  # --threads: torch/OpenMP threads of every cell (both frameworks)
+
+
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0"}
+    n = str(THREADS["n"])
+    return {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "PYTHONHASHSEED": "0"}
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -252,6 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--img-size", type=int, default=None, help="default per task: shapes 160, COCO tasks 320")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every cell (1 leaves a core free)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_learning")
     ap.add_argument("--report", type=Path, default=None, help="also write the markdown report here")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the finished cells under --work")
@@ -261,6 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     a.work = a.work.resolve()
+    THREADS["n"] = a.threads
     if any(w.startswith("yolov5") for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2
