@@ -11,9 +11,9 @@ Bad input (missing source, wrong checkpoint) exits with status 2 and a one-line 
 """
 from __future__ import annotations
 
-from utils.cpu_env import choose_openmp_wait_policy
+from utils.cli.cpu_env import choose_openmp_wait_policy
 
-choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cpu_env.py
+choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cli/cpu_env.py
 
 import argparse
 import json
@@ -26,16 +26,16 @@ import cv2
 import numpy as np
 import torch
 
-from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
-from utils.augment import letterbox
-from utils.checkpoint import CheckpointError, load_model
-from utils.cli import OneLineParser, float_in, int_at_least
+from utils.infer.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
+from utils.data.augment import letterbox
+from utils.train.checkpoint import CheckpointError, load_model
+from utils.cli.checks import OneLineParser, float_in, int_at_least
 from utils.config import ConfigError
-from utils.nms import NMS_KINDS, non_max_suppression, scale_boxes
-from utils.device import select_device
-from utils.runs import increment_path
-from utils.sources import Frame, SourceError, iter_frames, resolve_source
-from utils.tta import forward as tta_forward
+from utils.ops.nms import NMS_KINDS, non_max_suppression, scale_boxes
+from utils.cli.device import select_device
+from utils.train.runs import increment_path
+from utils.infer.sources import Frame, SourceError, iter_frames, resolve_source
+from utils.eval.tta import forward as tta_forward
 
 LOGGER = logging.getLogger(__name__)
 

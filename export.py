@@ -9,7 +9,7 @@ Graph input ``images``: float32 ``[B, 3, H, W]`` RGB scaled to 0..1 (letterboxed
 does). Outputs:
 
 * default: ``pred`` float32 ``[B, N, nc + 5]`` = ``(cx, cy, w, h, obj, cls_0 ...)``, boxes in input
-  pixels, scores already sigmoid-ed (the input of :func:`utils.nms.non_max_suppression`);
+  pixels, scores already sigmoid-ed (the input of :func:`utils.ops.nms.non_max_suppression`);
 * ``--no-decode``: one ``raw_s{stride}`` output per level, ``[B, na, H/s, W/s, nc + 5]`` logits
   (decode them yourself with the anchors and strides stored in the model metadata).
 
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.checkpoint import CheckpointError, load_model
-from utils.cli import OneLineParser, int_at_least
+from utils.train.checkpoint import CheckpointError, load_model
+from utils.cli.checks import OneLineParser, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def run(opt: argparse.Namespace) -> Path:
     if len(opt.img_size) not in (1, 2) or opt.batch_size < 1:
         raise ExportError("--img-size takes one or two sizes (H W) and --batch-size must be >= 1")
     if "darknet" in opt.include:
-        from utils.darknet_io import export_checkpoint
+        from utils.darknet.io import export_checkpoint
         paths = export_checkpoint(opt.weights, opt.output if opt.include == ["darknet"] else None, opt.img_size[0])
         LOGGER.info("exported %s + %s", *paths)
         if opt.include == ["darknet"]:

@@ -4,7 +4,7 @@
     python test.py --weights best.pt --data data/coco.yaml --task val --nms diou --augment --save-json --verbose
     python test.py --predictions other_detector.json --data data/coco_vehicles.yaml   # no model needed
 
-The model path runs the same ``utils.engine.evaluate()`` as training. Both paths print the
+The model path runs the same ``utils.eval.evaluate.evaluate()`` as training. Both paths print the
 Class / Images / Instances / P / R / mAP@.5 / mAP@.5:.95 table (per class with ``--verbose``) and,
 for COCO JSON datasets, pycocotools' COCOeval summary. The run folder (``runs/test/exp``, then
 ``exp2`` ...) receives ``metrics.json``, the PR / F1 / P / R curves and ``confusion_matrix.png``
@@ -13,16 +13,16 @@ Bad input exits with status 2 and a one-line ``error: ...``.
 """
 from __future__ import annotations
 
-from utils.cpu_env import choose_openmp_wait_policy
+from utils.cli.cpu_env import choose_openmp_wait_policy
 
-choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cpu_env.py
+choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cli/cpu_env.py
 
 import argparse
 import logging
 import sys
 from pathlib import Path
 
-from utils.cli import OneLineParser, float_in, int_at_least
+from utils.cli.checks import OneLineParser, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("test")
@@ -62,7 +62,7 @@ def _short(items: list, n: int = 8) -> str:
 def load_for_eval(opt: argparse.Namespace):
     """Checkpoint -> ``(fused eval model, checkpoint dict, device, half)``; checked before the data."""
     from detect import load_detector
-    from utils.device import select_device
+    from utils.cli.device import select_device
 
     device = select_device(opt.device)
     half = opt.half and device.type == "cuda"
@@ -76,8 +76,8 @@ def evaluate_model(opt: argparse.Namespace, info, loaded):
     """``load_for_eval`` output -> ``(metrics, {record index: ImageDet}, speed ms per image)`` via
     the evaluate() that training uses."""
     from detect import class_names
-    from utils.engine import EvalSettings, evaluate
-    from utils.loader import build_dataloader
+    from utils.eval.evaluate import EvalSettings, evaluate
+    from utils.data.loader import build_dataloader
 
     model, ckpt, device, half = loaded
     names = class_names(ckpt, model.nc)
@@ -105,8 +105,8 @@ def evaluate_model(opt: argparse.Namespace, info, loaded):
 
 def evaluate_file(opt: argparse.Namespace, info, entries: list[dict]):
     """COCO results entries -> ``(metrics, {record index: ImageDet}, dropped counts)``, no model."""
-    from utils.evaluation_io import aligned, detections_from_coco
-    from utils.metrics import detection_metrics
+    from utils.eval.coco_io import aligned, detections_from_coco
+    from utils.eval.metrics import detection_metrics
 
     detections, dropped = detections_from_coco(entries, info)
     if dropped:
@@ -120,10 +120,10 @@ def evaluate_file(opt: argparse.Namespace, info, entries: list[dict]):
 
 def report(opt: argparse.Namespace, info, metrics, detections: dict, save_dir: Path, speed=None, dropped=None) -> dict:
     """Table, COCOeval, metrics.json, predictions.json and plots for one evaluation."""
-    from utils.engine import format_table
-    from utils.evaluation_io import aligned, coco_results_of, metrics_report, run_cocoeval, split_image_ids, write_json
-    from utils.metrics import confusion_matrix
-    from utils.plots_metrics import plot_detection_metrics
+    from utils.eval.evaluate import format_table
+    from utils.eval.coco_io import aligned, coco_results_of, metrics_report, run_cocoeval, split_image_ids, write_json
+    from utils.eval.metrics import confusion_matrix
+    from utils.eval.plots_metrics import plot_detection_metrics
 
     lines = format_table(metrics).splitlines()
     LOGGER.info("\n".join(lines if opt.verbose else lines[:2]))
@@ -146,16 +146,16 @@ def report(opt: argparse.Namespace, info, metrics, detections: dict, save_dir: P
 
 
 def _is_classifier(weights: str) -> bool:
-    from utils.checkpoint import load_checkpoint
+    from utils.train.checkpoint import load_checkpoint
     return Path(weights).suffix != ".weights" and load_checkpoint(weights).get("task") == "classify"
 
 
 def run(opt: argparse.Namespace) -> dict:
     """Evaluate ``opt.weights`` or ``opt.predictions`` on split ``opt.task`` of ``opt.data``."""
-    from utils.data_config import load_data_config
-    from utils.datasets import load_split
-    from utils.evaluation_io import load_coco_predictions
-    from utils.runs import increment_path
+    from utils.data.config import load_data_config
+    from utils.data.datasets import load_split
+    from utils.eval.coco_io import load_coco_predictions
+    from utils.train.runs import increment_path
 
     if bool(opt.weights) == bool(opt.predictions):
         raise ConfigError("give exactly one of --weights (evaluate a model) or --predictions (score a COCO "
@@ -167,7 +167,7 @@ def run(opt: argparse.Namespace) -> dict:
     if opt.weights and _is_classifier(opt.weights):  # top-1 / top-5 of a train.py --task classify checkpoint
         if opt.augment:
             raise ConfigError(f"--augment: {opt.weights} is a classifier; test-time augmentation is for detectors")
-        from utils.classify import test_classifier
+        from utils.train.classify import test_classifier
         save_dir = increment_path(Path(opt.project) / opt.name, opt.exist_ok)
         return {"save_dir": save_dir, "metrics": test_classifier(opt.weights, opt.data, opt.task, opt.img_size,
                                                                    opt.batch_size, opt.device, save_dir)}

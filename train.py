@@ -9,16 +9,16 @@
 """
 from __future__ import annotations
 
-from utils.cpu_env import choose_openmp_wait_policy
+from utils.cli.cpu_env import choose_openmp_wait_policy
 
-choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cpu_env.py
+choose_openmp_wait_policy()  # before torch (and its OpenMP) loads; see utils/cli/cpu_env.py
 
 import argparse
 import logging
 import os
 import sys
 
-from utils.cli import OneLineParser, check_freeze, float_in, int_at_least
+from utils.cli.checks import OneLineParser, check_freeze, float_in, int_at_least
 from utils.config import ConfigError
 
 LOGGER = logging.getLogger("train")
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run, or the given last.pt")
     ap.add_argument("--evolve", type=int_at_least(1), default=None, metavar="N",
-                    help="hyperparameter evolution: N generations of mutated --hyp values (utils/evolve.py)")
+                    help="hyperparameter evolution: N generations of mutated --hyp values (utils/train/evolve.py)")
     ap.add_argument("--seed", type=int_at_least(0), default=0)
     ap.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help="overrides the hyp YAML")
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
@@ -91,11 +91,11 @@ def prepare(opt: argparse.Namespace) -> None:
     """Before anything is built: say what a --resume checkpoint names, check --freeze against the
     model, and fetch a missing dataset only with consent (--download, or a yes at a prompt)."""
     from models.yolo import load_model_cfg
-    from utils.data_config import ensure_dataset, load_data_config
-    from utils.checkpoint import RESUME_KEYS, CheckpointError, load_checkpoint, require_keys, remove_stale_temporaries
+    from utils.data.config import ensure_dataset, load_data_config
+    from utils.train.checkpoint import RESUME_KEYS, CheckpointError, load_checkpoint, require_keys, remove_stale_temporaries
     run = opt
     if opt.resume:
-        from utils.training import resolve_resume
+        from utils.train.trainer import resolve_resume
         try:
             run, path = resolve_resume(opt)
         except (KeyError, TypeError) as e:
@@ -119,13 +119,13 @@ def prepare(opt: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_args(argv)
-    from utils.training import RunComplete, Trainer, TrainingStopped, fit
+    from utils.train.trainer import RunComplete, Trainer, TrainingStopped, fit
     if opt.task == "classify":
         return classify(opt)
     try:
         prepare(opt)
         if opt.evolve:  # N ordinary runs of mutated hyps, one after another
-            from utils.evolve import run_evolution
+            from utils.train.evolve import run_evolution
             print(run_evolution(opt))
             return 0
         summary = fit(Trainer(opt))
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def classify(opt: argparse.Namespace) -> int:
-    """--task classify: utils.classify's trainer (same optimiser, schedules, EMA and checkpoints)."""
-    from utils.classify import ClassifyTrainer, fit_classifier
+    """--task classify: utils.train.classify's trainer (same optimiser, schedules, EMA and checkpoints)."""
+    from utils.train.classify import ClassifyTrainer, fit_classifier
     try:
         summary = fit_classifier(ClassifyTrainer(opt))
     except ConfigError as e:

@@ -14,7 +14,6 @@ import argparse
 import datetime
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +22,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from utils.darknet_build import translate  # noqa: E402
-from utils.darknet_cfg import read_cfg  # noqa: E402
-from utils.darknet_io import import_darknet  # noqa: E402
-from utils.darknet_weights import random_state, write_weights  # noqa: E402
+from utils.darknet.build import translate
+from utils.darknet.cfg import read_cfg
+from utils.darknet.io import import_darknet
+from utils.darknet.weights import random_state, write_weights
 
 
 def cpu_name() -> str:

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from models.yolo import Model  # noqa: E402
-from utils.checkpoint import save_checkpoint  # noqa: E402
+from models.yolo import Model
+from utils.train.checkpoint import save_checkpoint
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "train2017"
 

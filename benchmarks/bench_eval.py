@@ -10,12 +10,12 @@ Run from the repository root:
         class) + Poisson(3) random false positives per image, seed 0 -- the generator of
         /work/shared/bench/peer_bench.py (same draws, so the same data and AP). Timed: pycocotools
         COCOeval bbox evaluate + accumulate + summarize (loadRes reported apart) against
-        utils.metrics.coco_evaluate on the same boxes as arrays; the largest difference of the 12
+        utils.eval.metrics.coco_evaluate on the same boxes as arrays; the largest difference of the 12
         stats is printed.
-2 nms   torchvision.ops.batched_nms against utils.nms (greedy_iou_nms, the same rule in the
+2 nms   torchvision.ops.batched_nms against utils.ops.nms (greedy_iou_nms, the same rule in the
         vectorised pass; batched_diou_nms) on 1k/10k/30k random xyxy boxes of 80 classes (seed 0,
         8..128 px in 600 px), iou 0.45, 1 torch thread (--nms-threads); and
-        utils.nms.non_max_suppression (nms="nms" / "diou") on a random [1, 25200, 85] head output at
+        utils.ops.nms.non_max_suppression (nms="nms" / "diou") on a random [1, 25200, 85] head output at
         conf 0.001 and 0.25 (as peer_bench section 4).
 0 probe a pure-Python loop at the start and the end: the machine drifts, compare within one run.
 
@@ -36,15 +36,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repository importable
-    sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
+import numpy as np
+import torch
+import torchvision
 
-from utils.metrics import ImageDet, ImageGT, coco_evaluate  # noqa: E402
-from utils.nms import batched_diou_nms, greedy_iou_nms, non_max_suppression  # noqa: E402
+from utils.eval.metrics import ImageDet, ImageGT, coco_evaluate
+from utils.ops.nms import batched_diou_nms, greedy_iou_nms, non_max_suppression
 
 THREADS = 2
 
@@ -152,7 +150,7 @@ def bench_coco(table: Table, n_images: int, reps_ref: int, reps_ours: int) -> No
     def run_ours():
         nonlocal ours
         ours = coco_evaluate(gts, ds, nc)
-    t_ours = table.add("1", "ours utils.metrics.coco_evaluate", setting, timeit(run_ours, 1, reps_ours),
+    t_ours = table.add("1", "ours utils.eval.metrics.coco_evaluate", setting, timeit(run_ours, 1, reps_ours),
                        1, "s", f"AP {ours.stats[0]:.4f}, AP50 {ours.stats[1]:.4f}; "
                                f"JSON-like rows -> arrays {t_conv:.2f} s extra")
     log(f"[1] ours {t_ours:.2f} s")
@@ -265,7 +263,7 @@ def main() -> None:
     ap.add_argument("--only", default="coco,nms", help="comma list of sections: coco,nms")
     ap.add_argument("--nms-threads", type=int, default=1,
                     help="torch threads for the NMS rows (torchvision's NMS kernel is single-threaded; "
-                         "on a loaded 2-core VM the vectorised ops of utils.nms lose to thread contention)")
+                         "on a loaded 2-core VM the vectorised ops of utils.ops.nms lose to thread contention)")
     args = ap.parse_args()
     sections = set(filter(None, args.only.split(",")))
     if sections - {"coco", "nms"}:

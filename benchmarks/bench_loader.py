@@ -28,12 +28,11 @@ from pathlib import Path
 import cv2
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from utils.config import load_hyp  # noqa: E402
-from utils.data_config import data_config_from_dict  # noqa: E402
-from utils.datasets import load_split  # noqa: E402
-from utils.loader import build_dataloader  # noqa: E402
+from utils.config import load_hyp
+from utils.data.config import data_config_from_dict
+from utils.data.datasets import load_split
+from utils.data.loader import build_dataloader
 
 PEER_PY = Path.home() / ".cache" / "peer-venv" / "bin" / "python"
 PEER_BENCH = REPO.parent / "shared" / "bench" / "peer_bench.py"

@@ -31,11 +31,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
 
-from models.summary import count_parameters, gflops  # noqa: E402
-from models.yolo import Model, load_model_cfg  # noqa: E402
+from models.summary import count_parameters, gflops
+from models.yolo import Model, load_model_cfg
 
 NC = 4
 PEER_SCRIPT = ROOT / ".." / "shared" / "bench" / "peer_bench.py"

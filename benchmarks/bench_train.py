@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_train.py --configs yolov4_s yolov4_l --sizes 640 --steps 3
     .venv/bin/python benchmarks/bench_train.py --configs yolov4_l --sizes 416 --cpu-modes fp32 fp32-cl bf16-cl
 
-A step is what ``utils.engine.train_one_epoch`` does for a batch on which it steps the optimiser:
+A step is what ``utils.train.loop.train_one_epoch`` does for a batch on which it steps the optimiser:
 uint8 ``[B, 3, S, S]`` -> ``float() / 255`` -> model (train mode; autocast with AMP) ->
 ``build_criterion(model, hyp, S)`` on float32 outputs -> ``scaler.scale(loss).backward()`` ->
 ``unscale_`` + ``clip_grad_norm_(10)`` -> ``scaler.step`` (``build_optimizer`` SGD, 3 groups,
@@ -65,20 +65,19 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
 
-from models.summary import gflops  # noqa: E402
-from models.yolo import Model, load_model_cfg  # noqa: E402
-from utils.config import Hyp, load_hyp  # noqa: E402
-from utils.data_config import load_data_config  # noqa: E402
-from utils.datasets import load_split  # noqa: E402
-from utils.ema import ModelEMA  # noqa: E402
-from utils.engine import autocast, preprocess  # noqa: E402
-from utils.loader import build_dataloader  # noqa: E402
-from utils.loss import build_criterion  # noqa: E402
-from utils.schedule import build_optimizer  # noqa: E402
-from bench_models import model_configs  # noqa: E402  (same folder; run as a script)
+from models.summary import gflops
+from models.yolo import Model, load_model_cfg
+from utils.config import Hyp, load_hyp
+from utils.data.config import load_data_config
+from utils.data.datasets import load_split
+from utils.train.ema import ModelEMA
+from utils.eval.evaluate import preprocess
+from utils.train.loop import autocast
+from utils.data.loader import build_dataloader
+from utils.train.loss import build_criterion
+from utils.train.schedule import build_optimizer
+from bench_models import model_configs  # same folder (run as a script)
 
 VEHICLES = ["motorcycle", "car", "bus", "truck"]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "coco128"
@@ -160,7 +159,7 @@ def draw_batches(info, img_size: int, batch_size: int, hyp: Hyp, n: int) -> list
 # --------------------------------------------------------------------------------------- step
 @dataclass
 class Trainee:
-    """The pieces of one training run that a step touches (as utils.training.Trainer builds them)."""
+    """The pieces of one training run that a step touches (as utils.train.trainer.Trainer builds them)."""
     model: Model
     criterion: object
     optimizer: torch.optim.Optimizer
@@ -193,7 +192,7 @@ def build_trainee(path: Path, nc: int, img_size: int, hyp: Hyp, device: torch.de
 
 
 def train_step(t: Trainee, imgs: torch.Tensor, targets: torch.Tensor, sync: bool) -> tuple[float, list[float], bool]:
-    """One optimiser step as utils.engine.train_one_epoch + _optimizer_step do it. Returns the loss,
+    """One optimiser step as utils.train.loop.train_one_epoch + _optimizer_step do it. Returns the loss,
     the seconds of each of PHASES (``sync``: CUDA-synchronise between phases) and whether the
     gradients were finite (fp16: the GradScaler skips the step and lowers its scale otherwise)."""
     def mark() -> float:

@@ -29,15 +29,12 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-for p in (str(ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
-from bench_models import time_forward  # noqa: E402
-from bench_train import RowResult, Trainee, draw_batches, time_steps, train_step  # noqa: E402
-from models.summary import gflops  # noqa: E402
-from utils.config import Hyp  # noqa: E402
-from utils.loader import build_dataloader  # noqa: E402
+from bench_models import time_forward
+from bench_train import RowResult, Trainee, draw_batches, time_steps, train_step
+from models.summary import gflops
+from utils.config import Hyp
+from utils.data.loader import build_dataloader
 
 AMPS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 Builder = Callable[[Optional[torch.dtype], bool], Trainee]   # (amp, channels_last) -> fresh trainee
@@ -274,7 +271,8 @@ def compile_rows(t: Trainee, batches: list, warmup: int, steps: int, backend: st
 
 def train_step_loss(t: Trainee, imgs: torch.Tensor, targets: torch.Tensor) -> float:
     """The training-mode loss of one batch without a step (BN uses batch statistics either way)."""
-    from utils.engine import autocast, preprocess
+    from utils.eval.evaluate import preprocess
+    from utils.train.loop import autocast
     x = preprocess(imgs, t.device)
     if t.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

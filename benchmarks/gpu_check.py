@@ -30,9 +30,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-for p in (str(ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 LOSS_COLUMNS = ("train/box_loss", "train/obj_loss", "train/cls_loss")
 TRAIN_MODELS = ["yolov4_n", "yolov4_s", "yolov4_resnet50", "yolov4_l", "yolov4_csp_darknet53"]
@@ -112,8 +109,8 @@ def cmd_data(a: argparse.Namespace) -> int:
     and write the val image list that detect.py reads."""
     import yaml
 
-    from utils.data_config import ensure_dataset, load_data_config
-    from utils.datasets import load_split
+    from utils.data.config import ensure_dataset, load_data_config
+    from utils.data.datasets import load_split
     (a.out / "data").mkdir(parents=True, exist_ok=True)
     path = a.out / "data" / "dataset.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in dataset_yaml(a).items() if v is not None}, sort_keys=False))
@@ -163,7 +160,7 @@ def read_results(path: Path) -> list[dict[str, float]]:
 def cmd_train_check(a: argparse.Namespace) -> int:
     """last.pt/best.pt load with weights_only; results.csv has one row per epoch; the summed train
     loss of the last epoch is below the first's (required on the GPU; recorded in a dry run)."""
-    from utils.checkpoint import load_checkpoint
+    from utils.train.checkpoint import load_checkpoint
     problems, found = [], {}
     for name in ("last.pt", "best.pt"):
         path = a.run_dir / "weights" / name

@@ -53,6 +53,7 @@ fi
 [ -n "$HYP" ] || { [ -n "$DATA" ] && HYP=configs/hyp.scratch.yaml || HYP=configs/hyp.shapes.yaml; }
 DATA_YAML=$OUT/data/dataset.yaml
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # utils/ and models/ for the benchmark scripts (no project install there)
 
 if [ "$DRY" = 1 ]; then        # tiny CPU rehearsal of every section
   BUDGET=900; DEV=cpu; TDEV=cpu; FLAG=--dry-run; SHAPES="8 4"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -13,15 +12,12 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-for p in (str(ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
-import bench_models  # noqa: E402
-import bench_train  # noqa: E402
-import gpu_bench  # noqa: E402
-import gpu_yolov5  # noqa: E402
-from utils.config import load_hyp  # noqa: E402
+import bench_models
+import bench_train
+import gpu_bench
+import gpu_yolov5
+from utils.config import load_hyp
 
 COMPILE_LOSS_RTOL = 2e-2   # eager vs compiled loss of one batch under autocast, same weights
 Writer = Callable[..., int]
@@ -37,8 +33,8 @@ def run_timing_command(a: argparse.Namespace, write: Writer) -> int:
 
 
 def train_split(a: argparse.Namespace):
-    from utils.data_config import load_data_config
-    from utils.datasets import load_split
+    from utils.data.config import load_data_config
+    from utils.data.datasets import load_split
     cache = a.out / "data" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     return load_split(load_data_config(a.yaml), "train", cache_dir=cache)

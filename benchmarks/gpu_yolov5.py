@@ -12,7 +12,6 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -22,14 +21,11 @@ import torch
 import yaml
 
 HERE = Path(__file__).resolve().parent
-for p in (str(HERE.parent), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
-from bench_train import Trainee  # noqa: E402
-from utils.config import Hyp  # noqa: E402
-from utils.ema import ModelEMA  # noqa: E402
-from utils.schedule import build_optimizer  # noqa: E402
+from bench_train import Trainee
+from utils.config import Hyp
+from utils.train.ema import ModelEMA
+from utils.train.schedule import build_optimizer
 
 def import_yolov5() -> tuple[Optional[ModuleType], str]:
     """``(package, "")``, or ``(None, "failed: yolov5 import: ...")`` when the installed package

@@ -7,7 +7,7 @@
 Cells go to ``<--project>/<grid name>/<cell>/`` (ordinary train.py run folders); re-running skips
 finished cells and resumes an interrupted one. The report -- grid.md (seed 003's table layout,
 mAP@0.5 and mAP@0.5:0.95), grid.csv (every cell), grid.png and compare/*.png (every cell's
-training curves) -- is written in the grid folder. The grid YAML format is in utils/grid_config.py.
+training curves) -- is written in the grid folder. The grid YAML format is in utils/grid/config.py.
 Exit status: 0, 1 when a cell failed (the others still ran), 2 for a bad grid YAML or flag.
 """
 from __future__ import annotations
@@ -19,11 +19,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repository importable
-    sys.path.insert(0, str(ROOT))
 
-from utils.cli import OneLineParser  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
+from utils.cli.checks import OneLineParser
+from utils.config import ConfigError
 
 LOGGER = logging.getLogger("grid")
 
@@ -42,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_args(argv)
-    from utils.grid import describe_cells, run_grid
-    from utils.grid_config import expand, load_grid
-    from utils.grid_report import write_report
+    from utils.grid.run import describe_cells, run_grid
+    from utils.grid.config import expand, load_grid
+    from utils.grid.report import write_report
     try:
         grid = load_grid(opt.grid)
         if opt.device is not None:

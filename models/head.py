@@ -109,7 +109,7 @@ class Detect(nn.Module):
 class Classify(nn.Module):
     """Image-classification head (seed 004's Darknet-19 classifier): a 1x1 conv to ``nc`` class
     maps, then global average pooling. Returns logits ``[B, nc]``; the seed's softmax is applied by
-    the loss (cross entropy) and by :func:`utils.classify.predict` for probabilities."""
+    the loss (cross entropy) and by :func:`utils.train.classify.predict` for probabilities."""
 
     def __init__(self, c1: int, nc: int):
         super().__init__()

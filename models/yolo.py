@@ -19,14 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.head import Detect  # noqa: E402
-from models.mobilenet import make_divisible  # noqa: E402
-from models.registry import REGISTRY, Spec  # noqa: E402
-from utils.config import ConfigError, read_yaml  # noqa: E402
-from utils.cli import OneLineParser, int_at_least  # noqa: E402
+from models.head import Detect
+from models.mobilenet import make_divisible
+from models.registry import REGISTRY, Spec
+from utils.config import ConfigError, read_yaml
+from utils.cli.checks import OneLineParser, int_at_least
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,7 +41,7 @@ def load_model_cfg(path: str | Path) -> dict[str, Any]:
     remember the source path for messages."""
     path = Path(path)
     if path.suffix == ".cfg":
-        from utils.darknet_build import cfg_to_model_dict
+        from utils.darknet.build import cfg_to_model_dict
         return cfg_to_model_dict(path)
     cfg = read_yaml(path, "model config", ModelConfigError)
     if not isinstance(cfg, dict):

@@ -4,13 +4,13 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(1)
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 VEHICLE_NAMES = ["motorcycle", "car", "bus", "truck"]
 VEHICLE_CATEGORY_IDS = [4, 3, 6, 8]  # COCO category ids of the four vehicle classes
@@ -21,7 +21,7 @@ def tiny_weights(tmp_path_factory) -> Path:
     """A loadable checkpoint of a ~0.6 M-parameter YOLOv4-S variant (width 0.25, depth 0.33, nc=4,
     random weights, seed 0) with the vehicle names and COCO category ids."""
     from models.yolo import Model, load_model_cfg
-    from utils.checkpoint import save_checkpoint
+    from utils.train.checkpoint import save_checkpoint
     cfg = load_model_cfg(Path(__file__).resolve().parents[1] / "configs" / "yolov4_s.yaml")
     cfg.update(width_multiple=0.25, depth_multiple=0.33, nc=4)
     torch.manual_seed(0)
@@ -34,10 +34,8 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 def shapes_data_yaml(root: Path, n_train: int, n_val: int, seed: int = 1) -> Path:
     """Generate a shapes dataset under ``root`` (data/scripts/make_shapes.py) and write its data YAML."""
-    import sys
 
     import yaml
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
     from make_shapes import make_shapes
     make_shapes(root / "shapes", n_train=n_train, n_val=n_val, seed=seed)
     y = root / "shapes.yaml"

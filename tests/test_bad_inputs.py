@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bad_inputs_data import NAMES, coco_dataset, coco_json, voc_dataset, write_jpg, write_yaml, yolo_dataset
-from utils.checkpoint import save_checkpoint
+from utils.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "configs" / "yolov4_n.yaml"

@@ -20,11 +20,11 @@ import torch
 from bad_inputs_data import BOX, NAMES, VOC_OBJECT, VOC_XML, coco_dataset, coco_json, voc_dataset, write_yaml, \
     yolo_dataset, yolo_line
 from test_bad_inputs import CLIS, run_cli
-from utils.checkpoint import remove_stale_temporaries, save_checkpoint
+from utils.train.checkpoint import remove_stale_temporaries, save_checkpoint
 from utils.config import RANGES, ConfigError, Hyp, hyp_from_dict
-from utils.data_config import load_data_config
-from utils.datasets import load_split
-from utils.downloads import DownloadError, extract_inside, may_download, run_download
+from utils.data.config import load_data_config
+from utils.data.datasets import load_split
+from utils.data.downloads import DownloadError, extract_inside, may_download, run_download
 
 
 def issues(info, kind: str) -> list[str]:
@@ -207,7 +207,7 @@ def orientation6_jpeg(path: Path) -> tuple[Path, np.ndarray]:
 
 
 def test_exif_orientation_is_applied_in_verification_and_the_training_loader(tmp_path):
-    from utils.loader import build_dataloader
+    from utils.data.loader import build_dataloader
     img, upright = orientation6_jpeg(tmp_path / "images" / "train" / "0.jpg")
     orientation6_jpeg(tmp_path / "images" / "val" / "0.jpg")
     for split in ("train", "val"):

@@ -15,11 +15,12 @@ from torch import nn
 
 from models.yolo import Model
 from utils.config import Hyp
-from utils.ema import ModelEMA
-from utils.engine import EvalSettings, LoopSettings, LoopState, evaluate, is_finite_model, train_one_epoch
-from utils.loss import build_criterion
-from utils.nms import greedy_iou_nms, non_max_suppression
-from utils.schedule import build_optimizer
+from utils.train.ema import ModelEMA
+from utils.eval.evaluate import EvalSettings, evaluate
+from utils.train.loop import LoopSettings, LoopState, is_finite_model, train_one_epoch
+from utils.train.loss import build_criterion
+from utils.ops.nms import greedy_iou_nms, non_max_suppression
+from utils.train.schedule import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -156,9 +157,9 @@ def shapes_eval(tmp: Path):
     spec = importlib.util.spec_from_file_location("make_shapes", ROOT / "data" / "scripts" / "make_shapes.py")
     make_shapes = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_shapes)
-    from utils.data_config import data_config_from_dict
-    from utils.datasets import load_split
-    from utils.loader import build_dataloader
+    from utils.data.config import data_config_from_dict
+    from utils.data.datasets import load_split
+    from utils.data.loader import build_dataloader
     make_shapes.make_shapes(tmp / "shapes", n_train=1, n_val=12, seed=5)
     cfg = data_config_from_dict({"path": str(tmp / "shapes"), "format": "yolo", "train": "images/train",
                                  "val": "images/val", "names": list(make_shapes.CLASSES)}, tmp / "d.yaml")

@@ -1,4 +1,4 @@
-"""The darknet commands end to end on a tiny yolov3-tiny-like cfg: python -m utils.darknet_io,
+"""The darknet commands end to end on a tiny yolov3-tiny-like cfg: python -m utils.darknet.io,
 train.py --cfg x.cfg --weights x.weights, detect.py on the checkpoint, export.py --include darknet
 (back to a cfg OpenCV reads to the same outputs), and the error for a model darknet cannot express."""
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from utils.checkpoint import load_model
-from utils.darknet_build import translate
-from utils.darknet_cfg import read_cfg
-from utils.darknet_weights import random_state, write_weights
+from utils.train.checkpoint import load_model
+from utils.darknet.build import translate
+from utils.darknet.cfg import read_cfg
+from utils.darknet.weights import random_state, write_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def _opencv_heads(cfg: Path, weights: Path, x: torch.Tensor) -> list[np.ndarray]
 def test_convert_detect_train_export(tiny, tmp_path):
     cfg, weights = tiny
     ckpt = tmp_path / "tiny.pt"
-    proc = _run("-m", "utils.darknet_io", "--cfg", cfg, "--weights", weights, "--out", ckpt)
+    proc = _run("-m", "utils.darknet.io", "--cfg", cfg, "--weights", weights, "--out", ckpt)
     assert proc.returncode == 0, proc.stderr
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["kind"] == "yolo-checkpoint"
     model, _ = load_model(ckpt)
@@ -82,7 +82,6 @@ def test_convert_detect_train_export(tiny, tmp_path):
 
 
 def test_train_from_cfg_and_darknet_weights(tiny, tmp_path):
-    sys.path.insert(0, str(ROOT / "data" / "scripts"))
     from make_shapes import make_shapes
 
     import train
@@ -119,7 +118,7 @@ def test_yaml_rows_export_to_what_opencv_computes(tmp_path):
     """Conv, Bottleneck, Darknet19Block, SPPPool, nn.MaxPool2d, nn.Upsample, Concat and the three Detect
     decodings' heads written as darknet sections: OpenCV computes the model's head inputs."""
     from models.yolo import Model
-    from utils.darknet_io import write_darknet
+    from utils.darknet.io import write_darknet
     rows = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Bottleneck", [16]], [-1, 2, "Darknet19Block", [32]],
             [-1, 1, "SPPPool", [[3, 5]]], [-1, 1, "nn.MaxPool2d", [3, 1, 1]], [-1, 1, "Conv", [32, 3, 2, {"act": "mish"}]],
             [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 3], 1, "Concat", [1]], [-1, 1, "Conv", [16, 1, 1]]]

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
-from utils.runs import increment_path
-from utils.sources import SourceError, resolve_source
+from utils.infer.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
+from utils.train.runs import increment_path
+from utils.infer.sources import SourceError, resolve_source
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO128 = ROOT / ".." / "shared" / "datasets" / "coco128"
@@ -50,7 +50,7 @@ def coco128() -> Path:
 def test_detector_is_channels_last_and_equals_the_plain_model(weights):
     """load_detector runs the fused model in channels_last: same predictions as the NCHW model."""
     from detect import load_detector
-    from utils.checkpoint import load_model
+    from utils.train.checkpoint import load_model
     det, _ = load_detector(str(weights), torch.device("cpu"), half=False)
     conv = next(m for m in det.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import train
-import utils.training as training
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.engine import EXPLODE_MIN_HISTORY, LoopState, exploded
+import utils.train.trainer as training
+from utils.train.checkpoint import load_checkpoint, save_checkpoint
+from utils.train.loop import EXPLODE_MIN_HISTORY, LoopState, exploded
 
 
 def test_exploded_compares_with_the_running_median():

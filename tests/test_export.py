@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import load_model
+from utils.train.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["motorcycle", "car", "bus", "truck"]

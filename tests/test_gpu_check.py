@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_summary import summarize  # noqa: E402
+from gpu_summary import summarize
 
 SECTIONS = ["env", "data", "cuda_tests", "train", "test", "detect", "throughput", "latency", "yolov5", "compile"]
 

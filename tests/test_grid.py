@@ -1,4 +1,4 @@
-"""The experiment grid runner (benchmarks/grid.py, utils/grid*.py): a 2x2 grid of 1-epoch cells on a
+"""The experiment grid runner (benchmarks/grid.py, utils/grid/): a 2x2 grid of 1-epoch cells on a
 tiny shapes set fills its table from each cell's test.py metrics; a re-run starts no subprocess; an
 evaluation-only axis adds a column by running test.py only; an interrupted cell resumes; the seed
 grids expand to the seed's tables; a bad grid YAML is one line and exit code 2."""
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from utils.grid import cell_state, run_grid, run_logged, train_command
-from utils.grid_config import GridError, expand, load_grid
-from utils.grid_report import Result, cell_text, collect, grid_figure, markdown, write_report
+from utils.grid.run import cell_state, run_grid, run_logged, train_command
+from utils.grid.config import GridError, expand, load_grid
+from utils.grid.report import Result, cell_text, collect, grid_figure, markdown, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_grid_writes_the_comparison_charts_and_its_figure(ran_grid):
     giou = fig.axes[0].lines[0].get_ydata()
     assert list(giou) == pytest.approx([100 * _metrics(grid_dir, f"box_loss-giou__mosaic{m}")["map50"]
                                         for m in ("0.0", "1.0")])
-    from utils.plots import _plt
+    from utils.eval.plots import _plt
     _plt().close(fig)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import train
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.train.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import load_hyp
-from utils.schedule import lr_factor
+from utils.train.schedule import lr_factor
 
 
 def _rows(run):

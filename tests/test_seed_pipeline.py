@@ -23,7 +23,6 @@ def test_classify_transfer_detect(tmp_path, caplog):
                        "--project", str(tmp_path / "c"), "--quiet"]) == 0
     best = tmp_path / "c" / "exp" / "weights" / "best.pt"
 
-    sys.path.insert(0, str(ROOT / "data" / "scripts"))
     from make_shapes import make_shapes
     make_shapes(tmp_path / "shapes", n_train=8, n_val=4, seed=2)
     det_yaml = tmp_path / "shapes.yaml"

@@ -1,4 +1,4 @@
-"""test.py end to end on the shared coco-mini val split, plus its helpers in utils/evaluation_io.py.
+"""test.py end to end on the shared coco-mini val split, plus its helpers in utils/eval/coco_io.py.
 
 Reference numbers: the coco-mini README (val: car 15, motorcycle 8, truck 5, bus 3 boxes in 79
 images) and pycocotools' COCOeval run by the test itself on the same detections file.
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from utils.config import ConfigError
-from utils.evaluation_io import (aligned, coco_results_of, detections_from_coco, evaluation_order,
+from utils.eval.coco_io import (aligned, coco_results_of, detections_from_coco, evaluation_order,
                                  load_coco_predictions, split_image_ids)
-from utils.metrics import STAT_NAMES, ImageDet
-from utils.records import DatasetInfo, make_record
+from utils.eval.metrics import STAT_NAMES, ImageDet
+from utils.data.records import DatasetInfo, make_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / ".." / "shared" / "datasets" / "coco-mini"

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import Hyp, replace
-from utils.ema import ModelEMA
-from utils.schedule import accumulation_at, build_optimizer, lr_factor, set_lr, warmup_iterations
+from utils.train.ema import ModelEMA
+from utils.train.schedule import accumulation_at, build_optimizer, lr_factor, set_lr, warmup_iterations
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -71,8 +71,8 @@ def test_warmup_length_and_accumulation_ramp():
 def test_tiny_dataset_still_steps(tmp_path):
     """6 images, batch 4, nominal batch 16: accumulate is 4 but an epoch has only 2 batches; a
     1-epoch run must still change the weights (warm-up steps at once; the run's last batch steps)."""
-    from utils.engine import LoopSettings, LoopState, train_one_epoch
-    from utils.loss import build_criterion
+    from utils.train.loop import LoopSettings, LoopState, train_one_epoch
+    from utils.train.loss import build_criterion
     from models.yolo import Model, load_model_cfg
     torch.manual_seed(0)
     cfg = load_model_cfg(ROOT / "configs" / "yolov4_n.yaml")
@@ -160,7 +160,7 @@ def _opts(data: Path, project: Path, **kw) -> list[str]:
 
 def test_nan_guard_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, caplog):
     import train
-    import utils.training as training
+    import utils.train.trainer as training
 
     real = training.build_criterion
     made = []
@@ -270,8 +270,8 @@ def test_ddp_two_gloo_ranks(shapes_yaml, tmp_path):
 def test_overfit_four_coco128_vehicle_images(tmp_path):
     """Four coco128 images with vehicles (48 px or more, not frame-filling), trained and validated on
     themselves at 256 px (rect validation, as training always validates)."""
-    from utils.data_config import load_data_config
-    from utils.datasets import load_split
+    from utils.data.config import load_data_config
+    from utils.data.datasets import load_split
     root = SHARED / "coco128"
     cfg_yaml = tmp_path / "veh.yaml"
     cfg_yaml.write_text(yaml.safe_dump({"path": str(root), "format": "coco", "train": "images/train2017",
@@ -315,7 +315,7 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
 @pytest.mark.parametrize("kind,cores,world,expected", [
     ("cpu", 2, 1, 0), ("cpu", 8, 1, 2), ("cpu", 16, 2, 2), ("cuda", 16, 1, 8), ("cuda", 16, 4, 4), ("cuda", 1, 1, 1)])
 def test_default_workers(monkeypatch, kind, cores, world, expected):
-    import utils.training as training
+    import utils.train.trainer as training
     monkeypatch.setattr(training, "_cores", lambda: cores)
     assert training.default_workers(torch.device(kind), world) == expected
 
@@ -324,8 +324,8 @@ def test_channels_last_model_computes_the_same():
     """--channels-last (the default) changes the memory layout only: same outputs, same gradients."""
     from argparse import Namespace
     from utils.config import Hyp
-    from utils.loss import build_criterion
-    from utils.training import build_model
+    from utils.train.loss import build_criterion
+    from utils.train.trainer import build_model
     torch.manual_seed(0)
     opt = Namespace(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), weights="", freeze=[], channels_last=False)
     plain = build_model(opt, 4, torch.device("cpu"), 0.1)
@@ -347,7 +347,7 @@ def test_channels_last_model_computes_the_same():
 
 
 def test_openmp_wait_policy_follows_the_load_at_start():
-    from utils.cpu_env import BUSY_LOAD, wait_policy_for
+    from utils.cli.cpu_env import BUSY_LOAD, wait_policy_for
     assert wait_policy_for(0.0) is None and wait_policy_for(BUSY_LOAD - 0.01) is None   # quiet: libgomp default
     assert wait_policy_for(BUSY_LOAD) == "PASSIVE" and wait_policy_for(3.7) == "PASSIVE"
 
@@ -367,7 +367,7 @@ def test_prepare_leaves_the_download_to_rank0_after_processes_connect(monkeypatc
     """Under torchrun, prepare() (before the process group exists) must not fetch data: rank 0
     fetching there would keep the other ranks waiting to connect. build_data fetches after init."""
     import train
-    import utils.data_config as data_config
+    import utils.data.config as data_config
     calls = []
     monkeypatch.setattr(data_config, "ensure_dataset", lambda *a, **k: calls.append(k))
     opt = train.parse_args(["--data", str(shapes_yaml)])

@@ -56,7 +56,7 @@ class Hyp:
     anchor_t: float = 4.0           # anchor-to-target size ratio threshold for assignment
     fl_gamma: float = 0.0           # focal loss gamma (0 disables)
     label_smoothing: float = 0.0    # class label smoothing epsilon
-    # --- loss design (utils/loss_variants.py; defaults = yolov5's loss) ----------------------
+    # --- loss design (utils/train/loss_variants.py; defaults = yolov5's loss) ----------------------
     assigner: str = "ratio"         # ratio (yolov5 size-ratio rule) | best_anchor (YOLOv2/v3: highest shape IoU)
     obj_ignore_iou: float = 0.0     # no no-object loss where a prediction's IoU with a target exceeds it (0 = off)
     lambda_coord: float = 1.0       # weight of the box term (seed 003's lambda_coord)

@@ -9,8 +9,8 @@ import pytest
 
 from data.scripts.make_shapes import CLASSES, make_shapes
 from utils.config import ConfigError
-from utils.data_config import data_config_from_dict, ensure_dataset, load_data_config
-from utils.datasets import load_split
+from utils.data.config import data_config_from_dict, ensure_dataset, load_data_config
+from utils.data.datasets import load_split
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,94 @@
+"""Training plots: results.png from results.csv, label statistics, and a batch mosaic with boxes;
+``python -m utils.eval.plots compare RUN ...`` draws several runs' curves together (utils/eval/plots_compare.py).
+matplotlib (Agg) is imported inside the functions: no import-time side effects."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+COLORS = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 178, 29), (207, 210, 49), (146, 204, 23),
+          (61, 219, 134), (26, 147, 52), (0, 212, 187), (44, 153, 168), (52, 69, 147), (100, 115, 255)]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_results(csv_path: Path, out: Path) -> None:
+    """One panel per results.csv column (losses, metrics, learning rates) against epoch."""
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    plt = _plt()
+    cols = [c for c in rows[0] if c != "epoch"]
+    fig, axes = plt.subplots(2, (len(cols) + 1) // 2, figsize=(3 * ((len(cols) + 1) // 2), 6), tight_layout=True)
+    epochs = [int(r["epoch"]) for r in rows]
+    for ax, c in zip(axes.ravel(), cols):
+        ax.plot(epochs, [float(r[c]) for r in rows], marker=".")
+        ax.set_title(c, fontsize=9)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_labels(records, names: list[str], out: Path) -> None:
+    """Instances per class and normalised box width/height scatter of a split."""
+    plt = _plt()
+    cls = np.concatenate([r.classes[r.train_mask] for r in records] or [np.zeros(0, int)])
+    wh = np.concatenate([(r.boxes_xyxy[r.train_mask, 2:] - r.boxes_xyxy[r.train_mask, :2])
+                         / np.array([r.width, r.height]) for r in records] or [np.zeros((0, 2))])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), tight_layout=True)
+    a.bar(range(len(names)), np.bincount(cls, minlength=len(names)))
+    a.set_xticks(range(len(names)), names, rotation=90 if len(names) > 10 else 0, fontsize=8)
+    a.set_ylabel("instances")
+    b.scatter(wh[:, 0], wh[:, 1], s=2, alpha=0.4)
+    b.set_xlabel("width")
+    b.set_ylabel("height")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_batch(imgs: torch.Tensor, targets: torch.Tensor, names: list[str], out: Path, max_images: int = 16) -> None:
+    """A grid of training images (uint8 [B,3,H,W]) with their normalised cxcywh targets drawn."""
+    imgs = imgs[:max_images].cpu().numpy()
+    b, _, h, w = imgs.shape
+    cols = int(np.ceil(np.sqrt(b)))
+    rows = int(np.ceil(b / cols))
+    canvas = np.full((rows * h, cols * w, 3), 255, np.uint8)
+    t = targets.cpu().numpy()
+    for k in range(b):
+        y0, x0 = (k // cols) * h, (k % cols) * w
+        tile = np.ascontiguousarray(imgs[k].transpose(1, 2, 0))
+        for _, c, cx, cy, bw, bh in t[t[:, 0] == k]:
+            p1 = (int((cx - bw / 2) * w), int((cy - bh / 2) * h))
+            p2 = (int((cx + bw / 2) * w), int((cy + bh / 2) * h))
+            color = COLORS[int(c) % len(COLORS)]
+            cv2.rectangle(tile, p1, p2, color, 1)
+            cv2.putText(tile, names[int(c)] if int(c) < len(names) else str(int(c)), (p1[0], max(p1[1] - 2, 8)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, color, 1)
+        canvas[y0:y0 + h, x0:x0 + w] = tile
+    cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.eval.plots compare RUN [RUN ...]``: the comparison charts of utils/eval/plots_compare.py."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "compare":
+        print("error: usage: python -m utils.eval.plots compare RUN [RUN ...] [--out DIR] [--labels NAME ...]",
+              file=sys.stderr)
+        return 2
+    from utils.eval.plots_compare import main as compare_main
+    return compare_main(argv[1:])
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

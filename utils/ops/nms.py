@@ -1,0 +1,251 @@
+"""Non-maximum suppression (plain and DIoU) and the map from letterboxed boxes back to the image.
+
+Two suppression rules, both greedy in decreasing score order:
+
+* ``"nms"``  -- box ``B`` is dropped when ``IoU(M, B) > iou_thres`` for a kept higher-scored box
+  ``M`` (torchvision's rule; :func:`non_max_suppression` calls ``torchvision.ops.batched_nms``);
+* ``"diou"`` -- DIoU-NMS (seed 003): ``B`` is dropped when ``IoU(M, B) - rho^2(M, B) / c^2 >=
+  iou_thres``, ``rho`` the distance of the two centres and ``c`` the diagonal of the smallest box
+  enclosing both. Two heavily overlapping boxes whose centres are far apart (two occluding
+  objects) both survive.
+
+Both are implemented here by one vectorised pass with no Python loop over boxes (the plain one
+only to check the machinery against torchvision; :func:`non_max_suppression` uses torchvision's
+C++ kernel for ``"nms"``). Boxes are sorted by (class, x1) and every same-class pair whose
+x-intervals overlap is tested with the rule (in chunks, to bound memory), giving a sparse list of
+"kept box src would drop box dst" edges. The greedy result is the unique fixed point of
+``keep[i] = not any(keep[j] for edges j -> i)``: iterating that map from "all kept" settles at
+least one more box in score order per step and in practice converges in a few steps (the
+Cluster-NMS argument of the DIoU authors). The result is exactly that of the box-by-box loop.
+Pruning by x-overlap is valid because both rules need intersecting boxes to fire when the
+threshold is positive (DIoU <= IoU); for ``iou_thres <= 0`` every same-class pair is tested.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor
+
+from utils.ops.boxes import clip_boxes, cxcywh_to_xyxy
+
+NMS_KINDS = ("nms", "diou")
+_CHUNK = 1 << 20  # candidate pairs evaluated per chunk (bounds memory)
+
+# (boxes1 [4, P], boxes2 [4, P], thres) -> bool [P]: box 1, if kept, drops box 2 (symmetric rules)
+SuppressFn = Callable[[Tensor, Tensor, float], Tensor]
+
+
+def _inter_union(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor,
+                 u1: Tensor, v1: Tensor, u2: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
+    """Intersection and union areas of aligned boxes (x1, y1, x2, y2) and (u1, v1, u2, v2)."""
+    inter = (torch.min(x2, u2) - torch.max(x1, u1)).clamp(min=0) * \
+        (torch.min(y2, v2) - torch.max(y1, v1)).clamp(min=0)
+    return inter, (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
+
+
+def _iou_suppress(b: Tensor, c: Tensor, thres: float) -> Tensor:
+    """torchvision's rule on aligned boxes ``b``, ``c`` ``[4, P]``: IoU > thres."""
+    inter, union = _inter_union(*b, *c)
+    return inter / union > thres
+
+
+def _diou_suppress(b: Tensor, c: Tensor, thres: float, eps: float = 1e-7) -> Tensor:
+    """Seed 003 rule on aligned boxes ``[4, P]``: IoU - rho^2 / c^2 >= thres (eps added to the
+    union and to c^2)."""
+    inter, union = _inter_union(*b, *c)
+    cw = torch.max(b[2], c[2]) - torch.min(b[0], c[0])
+    ch = torch.max(b[3], c[3]) - torch.min(b[1], c[1])
+    dx = (c[0] + c[2] - b[0] - b[2]) / 2
+    dy = (c[1] + c[3] - b[1] - b[3]) / 2
+    return inter / (union + eps) - (dx ** 2 + dy ** 2) / (cw ** 2 + ch ** 2 + eps) >= thres
+
+
+def _sweep_order(boxes: Tensor, idxs: Tensor, prune: bool) -> tuple[Tensor, Tensor]:
+    """Sort by (class, x1); ``count[p]``: how many following boxes to pair with position ``p``.
+
+    With ``prune`` those are the same-class boxes starting before box ``p`` ends in x (a superset
+    of the boxes intersecting it); without, all following boxes of its class.
+    """
+    x1, x2 = boxes[:, 0].double(), boxes[:, 2].double()
+    lo = x1.min()
+    span = float(torch.max(x2.max(), x1.max()) - lo) + 2.0
+    cls = idxs - idxs.min()
+    base = cls.double() * span
+    key = base + (x1 - lo)
+    margin = 1e-6 + 1e-12 * span * (float(cls.max()) + 1.0)  # float64 rounding of the keys
+    upper = base + ((x2 - lo).clamp(min=0) + margin if prune else span - 1.0)
+    order = torch.sort(key, stable=True).indices
+    hi = torch.searchsorted(key[order], upper[order], right=True)
+    first = torch.arange(boxes.shape[0], device=boxes.device)
+    return order, (hi - first - 1).clamp(min=0)
+
+
+def _suppression_edges(boxes: Tensor, idxs: Tensor, rank: Tensor, thres: float,
+                       suppress_fn: SuppressFn, prune: bool) -> tuple[Tensor, Tensor]:
+    """Directed edges (src, dst): src outranks dst, same class, and src drops dst by the rule."""
+    order, count = _sweep_order(boxes, idxs, prune)
+    sb = boxes[order].t().contiguous()  # [4, n] sorted coordinates
+    csum = torch.cumsum(count, 0)
+    excl = csum - count
+    marks = torch.arange(_CHUNK, max(int(csum[-1]), _CHUNK), _CHUNK, device=csum.device)
+    bounds = [0] + sorted(set(torch.searchsorted(csum, marks).tolist())) + [boxes.shape[0]]
+    srcs, dsts = [], []
+    for pa, pb in zip(bounds[:-1], bounds[1:]):
+        cnt = count[pa:pb]
+        pos = torch.arange(pa, pb, device=boxes.device)
+        p = torch.repeat_interleave(pos, cnt)
+        if p.numel() == 0:
+            continue
+        # the k-th pair of position p is (p, p + 1 + k): q = running pair number + per-p offset
+        q = torch.arange(p.numel(), device=p.device) + \
+            torch.repeat_interleave(pos + 1 - (excl[pa:pb] - excl[pa]), cnt)
+        if prune:  # x-intervals overlap by construction; need a strict y overlap as well
+            m = (sb[1].index_select(0, q) < sb[3].index_select(0, p)) & \
+                (sb[1].index_select(0, p) < sb[3].index_select(0, q))
+            m = torch.nonzero(m).flatten()
+            p, q = p.index_select(0, m), q.index_select(0, m)
+        hit = torch.nonzero(suppress_fn(sb.index_select(1, p), sb.index_select(1, q), thres)).flatten()
+        i, j = order.index_select(0, p.index_select(0, hit)), order.index_select(0, q.index_select(0, hit))
+        swap = rank.index_select(0, i) > rank.index_select(0, j)
+        srcs.append(torch.where(swap, j, i))
+        dsts.append(torch.where(swap, i, j))
+    if not srcs:
+        empty = torch.zeros(0, dtype=torch.int64, device=boxes.device)
+        return empty, empty
+    return torch.cat(srcs), torch.cat(dsts)
+
+
+def _greedy_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, thres: float,
+                suppress_fn: SuppressFn, prune: bool) -> Tensor:
+    """Class-aware greedy NMS with a symmetric pairwise rule -> kept indices by decreasing score."""
+    n = boxes_xyxy.shape[0]
+    device = boxes_xyxy.device
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=device)
+    by_score = torch.sort(scores, descending=True, stable=True).indices
+    rank = torch.empty_like(by_score)
+    rank[by_score] = torch.arange(n, device=device)
+    src, dst = _suppression_edges(boxes_xyxy, idxs, rank, thres, suppress_fn, prune)
+    keep = torch.ones(n, dtype=torch.bool, device=device)
+    for _ in range(n + 1):  # the greedy result is the unique fixed point; <= n + 1 steps
+        hits = torch.zeros(n, dtype=torch.float32, device=device).index_add_(0, dst, keep[src].float())
+        new = hits == 0
+        if torch.equal(new, keep):
+            break
+        keep = new
+    return by_score[keep[by_score]]
+
+
+def diou_nms(boxes_xyxy: Tensor, scores: Tensor, iou_thres: float) -> Tensor:
+    """DIoU-NMS of ``[N, 4]`` xyxy boxes with ``[N]`` scores -> kept indices ``[K]`` int64,
+    sorted by decreasing score (same contract as ``torchvision.ops.nms``)."""
+    idxs = torch.zeros(boxes_xyxy.shape[0], dtype=torch.int64, device=boxes_xyxy.device)
+    return _greedy_nms(boxes_xyxy, scores, idxs, iou_thres, _diou_suppress, prune=iou_thres > 0)
+
+
+def batched_diou_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres: float) -> Tensor:
+    """Per-class DIoU-NMS (boxes of different ``idxs`` never suppress each other) -> kept indices
+    ``[K]`` int64 by decreasing score (same contract as ``torchvision.ops.batched_nms``)."""
+    return _greedy_nms(boxes_xyxy, scores, idxs, iou_thres, _diou_suppress, prune=iou_thres > 0)
+
+
+def greedy_iou_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres: float) -> Tensor:
+    """The same vectorised greedy pass with torchvision's rule (drop when IoU > thres); used to
+    check the DIoU machinery against ``torchvision.ops.batched_nms``."""
+    return _greedy_nms(boxes_xyxy, scores, idxs, iou_thres, _iou_suppress, prune=iou_thres >= 0)
+
+
+def _candidates(x: Tensor, conf_thres: float, multi_label: bool) -> Tensor:
+    """One image's decoded head rows ``[N, 5+nc]`` -> ``[n, 6]`` (x1, y1, x2, y2, score, class)."""
+    x = x[x[:, 4] > conf_thres]
+    boxes = cxcywh_to_xyxy(x[:, :4])
+    scores = x[:, 5:] * x[:, 4:5]
+    if multi_label:
+        i, j = (scores > conf_thres).nonzero(as_tuple=True)
+        return torch.cat([boxes[i], scores[i, j, None], j[:, None].to(x.dtype)], 1)
+    conf, j = scores.max(1, keepdim=True)
+    det = torch.cat([boxes, conf, j.to(x.dtype)], 1)
+    return det[conf.flatten() > conf_thres]
+
+
+def non_max_suppression(pred: Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
+                        classes: Optional[Sequence[int]] = None, agnostic: bool = False,
+                        multi_label: bool = False, max_det: int = 300, nms: str = "nms",
+                        max_wh: float = 7680, max_nms: int = 30000) -> list[Tensor]:
+    """Decoded head output -> detections per image.
+
+    Args:
+        pred: ``[B, N, 5+nc]`` rows ``(cx, cy, w, h, obj, cls_0 ... cls_{nc-1})``, boxes in input
+            pixels, ``obj`` and class scores already sigmoid-ed. The score of a class is
+            ``obj * cls``; rows with ``obj <= conf_thres`` are dropped first.
+        conf_thres: keep (box, class) pairs with score ``> conf_thres``.
+        iou_thres: suppression threshold of the rule named by ``nms``.
+        classes: keep only these class indices (None: all).
+        agnostic: suppress across classes (one class for NMS; labels are kept).
+        multi_label: one row per class whose score passes ``conf_thres`` (else the best class).
+        max_det: at most this many detections per image (highest scores).
+        nms: ``"nms"`` (torchvision IoU rule) or ``"diou"`` (DIoU-NMS).
+        max_wh: rows wider or taller than this many pixels are dropped as degenerate.
+        max_nms: at most this many highest-scored candidates enter NMS.
+
+    Returns:
+        list of ``B`` tensors ``[k, 6]`` = ``(x1, y1, x2, y2, score, class)``, xyxy input pixels,
+        class as a float, sorted by decreasing score.
+    """
+    if nms not in NMS_KINDS:
+        raise ValueError(f"non_max_suppression: nms must be one of {NMS_KINDS}, got {nms!r}")
+    if not 0.0 <= conf_thres <= 1.0 or not 0.0 <= iou_thres <= 1.0:
+        raise ValueError(f"non_max_suppression: conf_thres {conf_thres} and iou_thres {iou_thres} "
+                         "must lie in [0, 1]")
+    if pred.ndim != 3 or pred.shape[-1] < 6:
+        raise ValueError(f"non_max_suppression: pred must be [B, N, 5+nc], got {tuple(pred.shape)}")
+    want = None if classes is None else torch.as_tensor(list(classes), device=pred.device)
+    out = []
+    for x in pred:
+        det = _candidates(x, conf_thres, multi_label)
+        wh = det[:, 2:4] - det[:, 0:2]
+        det = det[(wh <= max_wh).all(1)]
+        if want is not None:
+            det = det[(det[:, 5:6] == want.to(det.dtype)).any(1)]
+        if det.shape[0] > max_nms:
+            det = det[det[:, 4].argsort(descending=True)[:max_nms]]
+        idxs = torch.zeros_like(det[:, 5], dtype=torch.int64) if agnostic else det[:, 5].long()
+        if nms == "nms":
+            keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], idxs, iou_thres)
+        else:
+            keep = batched_diou_nms(det[:, :4], det[:, 4], idxs, iou_thres)
+        out.append(det[keep[:max_det]])
+    return out
+
+
+ArrayOrTensor = Union[Tensor, np.ndarray]
+
+
+def scale_boxes(boxes_xyxy: ArrayOrTensor, from_shape_hw: tuple[int, int],
+                to_shape_hw: tuple[int, int],
+                ratio_pad: Optional[tuple[tuple[float, float], tuple[float, float]]] = None
+                ) -> ArrayOrTensor:
+    """Map ``[..., 4]`` xyxy boxes on a letterboxed image back to the original image, clipped.
+
+    Args:
+        boxes_xyxy: boxes in pixels of the letterboxed image (torch or numpy; not modified).
+        from_shape_hw: ``(h, w)`` of the letterboxed (network input) image.
+        to_shape_hw: ``(h0, w0)`` of the original image.
+        ratio_pad: ``((ratio_h, ratio_w), (pad_w, pad_h))`` as the data loader's ``shapes``
+            entry gives it; exact inverse of the letterbox. When None, the image is assumed
+            resized by ``min(h / h0, w / w0)`` and centred with unrounded padding.
+    """
+    if ratio_pad is None:
+        gain = min(from_shape_hw[0] / to_shape_hw[0], from_shape_hw[1] / to_shape_hw[1])
+        (ratio_h, ratio_w) = (gain, gain)
+        pad_w = (from_shape_hw[1] - to_shape_hw[1] * gain) / 2
+        pad_h = (from_shape_hw[0] - to_shape_hw[0] * gain) / 2
+    else:
+        (ratio_h, ratio_w), (pad_w, pad_h) = ratio_pad
+    out = boxes_xyxy.clone() if isinstance(boxes_xyxy, Tensor) else np.array(boxes_xyxy, copy=True)
+    out[..., [0, 2]] = (out[..., [0, 2]] - pad_w) / ratio_w
+    out[..., [1, 3]] = (out[..., [1, 3]] - pad_h) / ratio_h
+    return clip_boxes(out, to_shape_hw)
