@@ -135,7 +135,8 @@ def _names(path: str | None, nc: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Darknet cfg (+ weights) -> checkpoint of this framework.")
+    ap = argparse.ArgumentParser(prog="python -m utils.darknet.io",
+                                 description="Darknet cfg (+ weights) -> checkpoint of this framework.")
     ap.add_argument("--cfg", required=True, help="darknet .cfg")
     ap.add_argument("--weights", default="", help="darknet .weights (default: randomly initialised)")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt)")
