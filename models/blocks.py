@@ -29,6 +29,13 @@ def make_act(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
 
 
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor``, never more than 10% below ``v`` (the
+    width multiple's channel rounding; MobileNet's SE widths)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
 def autopad(k: int, p: int | None = None) -> int:
     """'Same' padding for an odd kernel."""
     return k // 2 if p is None else p

@@ -16,13 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.blocks import Conv, make_act
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round ``v`` to the nearest multiple of ``divisor``, never more than 10% below ``v``."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
+from models.blocks import Conv, make_act, make_divisible
 
 
 # ----------------------------------------------------------------------------------------------

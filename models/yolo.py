@@ -10,7 +10,6 @@ lists). Module names resolve through :data:`models.registry.REGISTRY`; a bad row
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -20,8 +19,7 @@ import torch
 from torch import nn
 
 from models.head import Detect
-from models.mobilenet import make_divisible
-from models.registry import REGISTRY, Spec
+from models.registry import REGISTRY, Row, is_int
 from utils.config import ConfigError, read_yaml
 from utils.cli.checks import OneLineParser, int_at_least
 
@@ -66,14 +64,10 @@ class _Row:
         raise ModelConfigError(f"{self.source}: layer {self.i} ({self.where}) {self.text}: {msg}")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check_top(cfg: dict[str, Any], source: str) -> tuple[int, float, float]:
     """``nc``, depth and width multiples, each checked; backbone and head must be non-empty lists."""
     nc = cfg["nc"]
-    if not _is_int(nc) or nc < 1:
+    if not is_int(nc) or nc < 1:
         raise ModelConfigError(f"{source}: key 'nc' must be a positive integer (the number of classes), got {nc!r}")
     multiples = []
     for key in ("depth_multiple", "width_multiple"):
@@ -88,15 +82,6 @@ def _check_top(cfg: dict[str, Any], source: str) -> tuple[int, float, float]:
         if not isinstance(cfg[key], list) or not cfg[key]:
             raise ModelConfigError(f"{source}: key '{key}' must be a non-empty list of [from, n, module, args] rows")
     return nc, multiples[0], multiples[1]
-
-
-def _check_anchors(r: "_Row", anchors: Any) -> None:
-    ok = isinstance(anchors, list) and anchors and all(
-        isinstance(level, list) and level and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e5 for v in level)
-        for level in anchors)
-    if not ok:
-        r.fail(f"Detect anchors must be a list of levels, each a list of positive w, h sizes, got {anchors!r}")
 
 
 def _resolve_arg(a: Any, nc: int, anchors: Any) -> Any:
@@ -123,55 +108,6 @@ def _check_from(r: _Row) -> list[int]:
 
 def _channels_in(r: _Row, fs: list[int], ch_in: int, out: list[int]) -> list[int]:
     return [ch_in if (r.i == 0 and j == -1) else out[j] for j in fs]
-
-
-def _build_args(spec: Spec, r: _Row, c_in: list[int], n: int, gw: float, nc: int,
-                anchors: Any) -> tuple[list, int]:
-    """Constructor positional args and output channels for one row."""
-    args = [_resolve_arg(a, nc, anchors) for a in r.args]
-    c1 = c_in[0]
-    width = lambda c: make_divisible(c * gw, 8) if gw != 1 else c  # noqa: E731
-    if spec.kind in ("conv", "conv_n", "conv2d"):
-        if not args or not _is_int(args[0]) or args[0] < 1:
-            r.fail(f"{r.name} needs the output channels (a positive integer) as its first argument, "
-                   f"got {args[0] if args else None!r}")
-        c2 = width(args[0])
-        rest = args[1:]
-        if spec.kind == "conv_n":
-            return [c1, c2, n, *rest], c2 * spec.expansion
-        return [c1, c2, *rest], c2
-    if spec.kind == "mb3":
-        if len(args) < 2 or not all(_is_int(a) and a >= 1 for a in args[:2]):
-            r.fail(f"{r.name} needs [expanded channels, output channels, ...] as positive integers")
-        return [c1, width(args[0]), width(args[1]), *args[2:]], width(args[1])
-    if spec.kind == "bn":
-        return [c1], c1
-    if spec.kind == "same":
-        return args, c1
-    if spec.kind == "reorg":
-        s = args[0] if args else 2
-        return [s], c1 * s * s
-    if spec.kind == "spp_pool":
-        k = args[0] if args else (5, 9, 13)
-        return [tuple(k)], c1 * (len(k) + 1)
-    if spec.kind == "concat":
-        return args, sum(c_in)
-    if spec.kind == "route":
-        groups = args[0] if args else 1
-        return args, sum(c // groups for c in c_in)
-    if spec.kind == "classify":
-        if len(args) != 1 or not _is_int(args[0]) or args[0] < 1:
-            r.fail(f"Classify needs [nc] (a positive number of classes), got {args!r}")
-        return [c1, args[0]], args[0]
-    if spec.kind == "detect":
-        if len(args) < 2:
-            r.fail("Detect needs [nc, anchors] (and optionally a decode kind)")
-        if not _is_int(args[0]) or args[0] < 1:
-            r.fail(f"Detect's number of classes must be a positive integer, got {args[0]!r}")
-        _check_anchors(r, args[1])
-        return [args[0], args[1], c_in, *args[2:]], 0
-    r.fail(f"internal: unknown registry kind {spec.kind!r}")
-    return [], 0
 
 
 def parse_model(cfg: dict[str, Any], ch_in: int = 3,
@@ -202,7 +138,7 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3,
             r.fail(f"unknown module '{r.name}'; known modules: {', '.join(sorted(REGISTRY))}")
         if not isinstance(r.args, list):
             r.fail("args must be a list")
-        if not _is_int(r.n) or r.n < 1:
+        if not is_int(r.n) or r.n < 1:
             r.fail(f"n must be a positive integer, got {r.n!r}")
         fs = _check_from(r)
         n = max(round(r.n * gd), 1) if r.n > 1 else r.n
@@ -211,9 +147,10 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3,
         if spec.act:
             kwargs.setdefault("act", act)
         c_in = _channels_in(r, fs, ch_in, out)
-        args, c2 = _build_args(spec, r, c_in, n, gw, nc, anchors)
+        row_in = Row(r.name, [_resolve_arg(a, nc, anchors) for a in r.args], c_in, n, gw, r.fail)
+        args, c2 = spec.kind.build(spec, row_in)
         try:
-            if spec.kind in ("conv", "mb3", "conv2d", "bn", "same") and n > 1:
+            if spec.kind.repeats and n > 1:
                 m = nn.Sequential(*(spec.cls(*args, **kwargs) for _ in range(n)))
             else:
                 m = spec.cls(*args, **kwargs)
@@ -239,9 +176,9 @@ class Model(nn.Module):
         super().__init__()
         cfg = load_model_cfg(cfg) if isinstance(cfg, (str, Path)) else dict(cfg)
         if nc is not None and nc != cfg.get("nc"):
-            if "nc" in cfg and (not _is_int(cfg["nc"]) or cfg["nc"] < 1):  # a bad YAML value even if overridden
+            if "nc" in cfg and (not is_int(cfg["nc"]) or cfg["nc"] < 1):  # a bad YAML value even if overridden
                 _check_top(cfg, cfg.get("source", "<model yaml>"))
-            if not _is_int(nc) or nc < 1:
+            if not is_int(nc) or nc < 1:
                 raise ModelConfigError(f"{cfg.get('source', '<model yaml>')}: the number of classes must be a "
                                        f"positive integer, got {nc!r}")
             cfg["nc"] = nc
@@ -274,45 +211,40 @@ class Model(nn.Module):
         return x
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs of every layer (for tests and feature extraction)."""
+        """Outputs of every layer, in row order (feature extraction; the last is ``forward``'s).
+        The dummy forward that finds the strides runs through here, so a layer that fails is named
+        by its YAML row."""
         outs: list[torch.Tensor] = []
         for i, (m, f) in enumerate(zip(self.model, self.froms)):
             if f != -1:
                 x = outs[f] if isinstance(f, int) else [x if j == -1 else outs[j] for j in f]
-            x = m(x)
+            try:
+                x = m(x)
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                raise self._unfit(i, x, e) from None
             outs.append(x)
         return outs
+
+    def _unfit(self, i: int, x: torch.Tensor | list[torch.Tensor], e: Exception) -> ModelConfigError:
+        n_backbone = len(self.yaml["backbone"])
+        where = f"backbone row {i}" if i < n_backbone else f"head row {i - n_backbone}"
+        row = (list(self.yaml["backbone"]) + list(self.yaml["head"]))[i]
+        shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
+        return ModelConfigError(f"{self.yaml.get('source', '<model yaml>')}: layer {i} ({where}) {row}: "
+                                f"the layers do not fit together (input of shape {shapes}): "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
     def _init_strides(self, ch: int) -> None:
         s = 256
         was_training = self.training
         self.train()
         with torch.no_grad():
-            outs = self._dummy_forward(torch.zeros(1, ch, s, s))
+            outs = self.forward_features(torch.zeros(1, ch, s, s))[-1]
         self.detect.stride = torch.tensor([s / o.shape[-2] for o in outs], dtype=torch.float32)
         if len(self.detect.stride) > 1 and not torch.all(self.detect.stride[1:] > self.detect.stride[:-1]):
             raise ModelConfigError(f"{self.yaml.get('source')}: Detect inputs must go from small to "
                                    f"large stride, got strides {self.detect.stride.tolist()}")
         self.train(was_training)
-
-    def _dummy_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``forward`` one layer at a time, so that a layer that fails is named by its YAML row."""
-        saved: dict[int, torch.Tensor] = {}
-        n_backbone = len(self.yaml["backbone"])
-        for i, (m, f) in enumerate(zip(self.model, self.froms)):
-            if f != -1:
-                x = saved[f] if isinstance(f, int) else [x if j == -1 else saved[j] for j in f]
-            try:
-                x = m(x)
-            except (RuntimeError, ValueError, TypeError, IndexError) as e:
-                where = f"backbone row {i}" if i < n_backbone else f"head row {i - n_backbone}"
-                row = (list(self.yaml["backbone"]) + list(self.yaml["head"]))[i]
-                shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
-                raise ModelConfigError(f"{self.yaml.get('source', '<model yaml>')}: layer {i} ({where}) {row}: "
-                                       f"the layers do not fit together (input of shape {shapes} in a dummy forward): "
-                                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-            saved[i] = x
-        return x
 
     def _init_weights(self) -> None:
         eps = self.yaml.get("bn_eps")   # e.g. yolov5's 1e-3; absent: each module's own (PyTorch's 1e-5)
