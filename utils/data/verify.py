@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.atomic import write_atomic
 from utils.data.image_io import decode_image, read_bytes
 from utils.data.records import ImageRecord
 
@@ -260,21 +261,19 @@ def save_cache(path: Path, key: str, records: list[ImageRecord], report: VerifyR
            if records else np.zeros((0, *width), dtype))
     info = {"key": key, "version": CACHE_VERSION, "meta": meta, "report": [report.split, report.n_found],
             "issues": [[i.kind, i.file, i.message, i.where] for i in report.issues]}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    arrays = dict(info=np.array(json.dumps(info)), counts=counts,
+                  paths=np.array([r.path for r in records], dtype=str),
+                  label_files=np.array([r.label_file for r in records], dtype=str),
+                  ids=np.array([r.image_id for r in records], np.int64),
+                  sizes=np.array([[r.width, r.height] for r in records], np.int64).reshape(-1, 2),
+                  boxes=cat("boxes_xyxy", np.float32, (4,)), classes=cat("classes", np.int64, ()),
+                  iscrowd=cat("iscrowd", bool, ()), area=cat("area", np.float32, ()),
+                  difficult=cat("difficult", bool, ()))
     try:
-        np.savez(tmp, info=np.array(json.dumps(info)), counts=counts,
-                 paths=np.array([r.path for r in records], dtype=str),
-                 label_files=np.array([r.label_file for r in records], dtype=str),
-                 ids=np.array([r.image_id for r in records], np.int64),
-                 sizes=np.array([[r.width, r.height] for r in records], np.int64).reshape(-1, 2),
-                 boxes=cat("boxes_xyxy", np.float32, (4,)), classes=cat("classes", np.int64, ()),
-                 iscrowd=cat("iscrowd", bool, ()), area=cat("area", np.float32, ()),
-                 difficult=cat("difficult", bool, ()))
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: np.savez(f, **arrays))
         return True
     except OSError as e:
         LOGGER.info("could not write the dataset cache %s (%s); continuing without it", path, e)
-        tmp.unlink(missing_ok=True)
         return False
 
 

@@ -12,10 +12,8 @@ Layout of a checkpoint (every value is a tensor, a state dict or plain Python da
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.atomic import remove_stale_temporaries, write_atomic
 from utils.config import ConfigError
+
+__all__ = ["KIND", "VERSION", "RESUME_KEYS", "CheckpointError", "rng_state", "set_rng_state", "save_checkpoint",
+           "load_checkpoint", "require_keys", "load_model",
+           "remove_stale_temporaries"]  # the atomic writer's cleanup, also reachable from here
 
 KIND = "yolo-checkpoint"
 VERSION = 1
@@ -59,53 +62,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists, owned by someone else (or cannot tell: keep the file)
-    return True
-
-
-def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete ``.<name>.<pid>.*.tmp`` files beside ``path`` left by an interrupted save: those of a
-    process that no longer runs, of this process (its saves are sequential), and older-style names
-    without a pid. Returns the removed files."""
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        pid = int(pid_text) if pid_text.isdigit() and "." in tmp.name[len(path.name) + 2:-4] else None
-        if pid is None or pid == os.getpid() or not _pid_alive(pid):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Write ``ckpt`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash at any moment leaves either the old file or the new one, never a truncated one. The
-    temporary file's name carries the writer's pid; leftovers of dead writers are removed first.
-    """
+    """Write ``ckpt`` atomically (:func:`utils.atomic.write_atomic`: temporary file, fsync, rename):
+    a crash at any moment leaves either the old file or the new one, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"kind": KIND, "version": VERSION, **ckpt}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save({"kind": KIND, "version": VERSION, **ckpt}, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
