@@ -19,23 +19,22 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from utils.infer.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
-from utils.data.augment import letterbox
-from utils.train.checkpoint import CheckpointError, load_model
-from utils.cli.checks import OneLineParser, float_in, int_at_least
-from utils.config import ConfigError
-from utils.ops.nms import NMS_KINDS, non_max_suppression, scale_boxes
+from utils.cli.checks import OneLineParser, int_at_least
+from utils.cli.common import (add_device_flags, add_nms_flags, add_run_dir_flags, exit_code, fp16_on, img_size_for,
+                              log_to_terminal)
 from utils.cli.device import select_device
+from utils.config import ConfigError
+from utils.infer.annotate import annotate, coco_image_id, coco_results, count_per_class, yolo_label_lines
+from utils.infer.load import class_names, load_detector
+from utils.infer.predict import VideoOut, infer
+from utils.infer.sources import SourceError, iter_frames, resolve_source
+from utils.ops.nms import NMS_KINDS
 from utils.train.runs import increment_path
-from utils.infer.sources import Frame, SourceError, iter_frames, resolve_source
-from utils.eval.tta import forward as tta_forward
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,13 +44,9 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weights", required=True, help="checkpoint written by train.py")
     ap.add_argument("--source", required=True, help="image, video, folder, glob pattern or .txt list of paths")
     ap.add_argument("--img-size", type=int_at_least(1), default=640, help="inference size (long side, pixels)")
-    ap.add_argument("--conf-thres", type=float_in(0, 1), default=0.25, help="score threshold (obj x class)")
-    ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.45, help="NMS threshold")
+    add_nms_flags(ap, conf_thres=0.25, iou_thres=0.45, kinds=NMS_KINDS)
     ap.add_argument("--classes", type=int_at_least(0), nargs="+", help="keep only these class indices")
     ap.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
-    ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="suppression rule")
-    ap.add_argument("--max-det", type=int_at_least(1), default=300, help="detections per image at most")
-    ap.add_argument("--augment", action="store_true", help="test-time augmentation: scales 1/0.83/0.67, one flipped")
     ap.add_argument("--save-txt", action="store_true", help="write labels/*.txt")
     ap.add_argument("--save-conf", action="store_true", help="append the score to --save-txt lines")
     ap.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results)")
@@ -59,93 +54,19 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--line-thickness", type=int_at_least(1), default=3, help="box line width (pixels)")
     ap.add_argument("--hide-labels", action="store_true", help="draw boxes without labels")
     ap.add_argument("--hide-conf", action="store_true", help="draw labels without scores")
-    ap.add_argument("--device", default="cpu", help="cpu, 0 or cuda:0")
-    ap.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    ap.add_argument("--project", default="runs/detect", help="parent folder of the run folders")
-    ap.add_argument("--name", default="exp", help="run folder name (numbered when it exists)")
-    ap.add_argument("--exist-ok", action="store_true", help="reuse --project/--name as is")
+    add_device_flags(ap)
+    add_run_dir_flags(ap, "runs/detect")
     return ap.parse_args(argv)
-
-
-def load_detector(weights: str, device: torch.device, half: bool):
-    """Checkpoint -> fused eval model on ``device``; any malformed checkpoint is a CheckpointError."""
-    try:
-        model, ckpt = load_model(weights, device="cpu")
-    except (KeyError, RuntimeError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{weights}: checkpoint does not hold a usable model "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    model.fuse()
-    # NHWC convolutions: measured 1.27-1.75x faster fused inference on CPU (RESULTS.md)
-    model = model.to(device).eval().to(memory_format=torch.channels_last)
-    model = model.half() if half else model
-    if device.type == "cuda":  # first CUDA calls (cuDNN autotuning) would distort the speed summary
-        with torch.inference_mode():
-            model(torch.zeros(1, 3, 64, 64, device=device, dtype=next(model.parameters()).dtype))
-    return model, ckpt
-
-
-def class_names(ckpt: dict, nc: int) -> list[str]:
-    names = ckpt.get("names")
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    return list(names) if isinstance(names, (list, tuple)) and len(names) == nc else [str(i) for i in range(nc)]
-
-
-def infer(model, img_bgr: np.ndarray, opt: argparse.Namespace, img_size: int, stride: int,
-          times: np.ndarray) -> np.ndarray:
-    """One BGR image -> ``[k, 6]`` detections in its own pixels; adds (pre, inference, NMS) seconds."""
-    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    t0 = time.perf_counter()
-    img, ratio_hw, pad_wh = letterbox(cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB), img_size, auto=True, stride=stride)
-    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(device).to(dtype) / 255
-    sync()
-    t1 = time.perf_counter()
-    with torch.inference_mode():
-        pred = tta_forward(model, x, opt.augment)[0].float()
-    sync()
-    t2 = time.perf_counter()
-    det = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
-                              max_det=opt.max_det, nms=opt.nms)[0]
-    det[:, :4] = scale_boxes(det[:, :4], tuple(x.shape[2:]), img_bgr.shape[:2], (ratio_hw, pad_wh))
-    det = det.cpu().numpy()
-    times += (t1 - t0, t2 - t1, time.perf_counter() - t2)
-    return det
-
-
-class VideoOut:
-    """One cv2.VideoWriter per source video, opened at its first frame."""
-
-    def __init__(self):
-        self.path: Path | None = None
-        self.writer = None
-
-    def write(self, path: Path, frame: Frame, img: np.ndarray) -> None:
-        if path != self.path:
-            self.close()
-            h, w = img.shape[:2]
-            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 30.0, (w, h))
-            self.path = path
-        self.writer.write(img)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        self.writer, self.path = None, None
 
 
 def run(opt: argparse.Namespace) -> dict:
     """Detect on every frame of ``opt.source``; returns counts and the run folder."""
     files = resolve_source(opt.source)
     device = select_device(opt.device)
-    half = opt.half and device.type == "cuda"
-    if opt.half and not half:
-        LOGGER.warning("warning: --half needs CUDA; running FP32 on %s", device)
+    half = fp16_on(device, opt.half)
     model, ckpt = load_detector(opt.weights, device, half)
     stride = int(model.stride.max())
-    img_size = -(-opt.img_size // stride) * stride
-    if img_size != opt.img_size:
-        LOGGER.warning("warning: --img-size %d is not a multiple of the stride %d; using %d", opt.img_size, stride, img_size)
+    img_size = img_size_for(opt.img_size, stride)
     names, category_ids = class_names(ckpt, model.nc), ckpt.get("category_ids")
     if opt.classes and max(opt.classes) >= model.nc:
         raise ConfigError(f"--classes {max(opt.classes)}: {opt.weights} predicts {model.nc} classes (0-{model.nc - 1})")
@@ -190,13 +111,9 @@ def run(opt: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     opt = parse_opt(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        run(opt)
-    except (ConfigError, SourceError) as e:  # CheckpointError and ModelConfigError are ConfigErrors
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    log_to_terminal()
+    # CheckpointError and ModelConfigError are ConfigErrors
+    return exit_code(lambda: run(opt), errors=(ConfigError, SourceError))
 
 
 if __name__ == "__main__":

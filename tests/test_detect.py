@@ -49,7 +49,7 @@ def coco128() -> Path:
 # ------------------------------------------------------------------------------ helpers, by hand
 def test_detector_is_channels_last_and_equals_the_plain_model(weights):
     """load_detector runs the fused model in channels_last: same predictions as the NCHW model."""
-    from detect import load_detector
+    from utils.infer.load import load_detector
     from utils.train.checkpoint import load_model
     det, _ = load_detector(str(weights), torch.device("cpu"), half=False)
     conv = next(m for m in det.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))

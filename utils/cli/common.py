@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from utils.cli.checks import float_in, int_at_least
 from utils.config import ConfigError
+
+if TYPE_CHECKING:  # torch loads only when a run needs it: --help and flag errors stay quick
+    import torch
 
 LOGGER = logging.getLogger(__name__)
 Failure = tuple[type[BaseException], str, int]  # exception kind, message prefix, exit code
