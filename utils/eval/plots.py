@@ -1,6 +1,9 @@
 """Training plots: results.png from results.csv, label statistics, and a batch mosaic with boxes;
 ``python -m utils.eval.plots compare RUN ...`` draws several runs' curves together (utils/eval/plots_compare.py).
-matplotlib (Agg) is imported inside the functions: no import-time side effects."""
+
+The plotting modules share this module's matplotlib loader :func:`_plt` (Agg, imported on the first
+plot: no import-time side effects), its results.csv reader :func:`read_results`, and detect.py's
+class colours (:func:`utils.infer.annotate.class_color`)."""
 from __future__ import annotations
 
 import csv
@@ -10,29 +13,38 @@ import cv2
 import numpy as np
 import torch
 
-COLORS = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 178, 29), (207, 210, 49), (146, 204, 23),
-          (61, 219, 134), (26, 147, 52), (0, 212, 187), (44, 153, 168), (52, 69, 147), (100, 115, 255)]
+from utils.config import ConfigError
+from utils.infer.annotate import class_color
 
 
 def _plt():
+    """matplotlib.pyplot with the non-interactive Agg backend (works without a display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
+def read_results(csv_path: Path) -> dict[str, list[float]]:
+    """A ``results.csv`` (utils/train/runs.py ``results_row``) as columns of floats; ``{}`` when empty."""
+    with Path(csv_path).open() as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{csv_path}: not a results.csv of numbers ({e})") from None
+
+
 def plot_results(csv_path: Path, out: Path) -> None:
     """One panel per results.csv column (losses, metrics, learning rates) against epoch."""
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    curves = read_results(csv_path)
+    if not curves:
         return
     plt = _plt()
-    cols = [c for c in rows[0] if c != "epoch"]
+    cols = [c for c in curves if c != "epoch"]
     fig, axes = plt.subplots(2, (len(cols) + 1) // 2, figsize=(3 * ((len(cols) + 1) // 2), 6), tight_layout=True)
-    epochs = [int(r["epoch"]) for r in rows]
     for ax, c in zip(axes.ravel(), cols):
-        ax.plot(epochs, [float(r[c]) for r in rows], marker=".")
+        ax.plot(curves["epoch"], curves[c], marker=".")
         ax.set_title(c, fontsize=9)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -69,7 +81,7 @@ def plot_batch(imgs: torch.Tensor, targets: torch.Tensor, names: list[str], out:
         for _, c, cx, cy, bw, bh in t[t[:, 0] == k]:
             p1 = (int((cx - bw / 2) * w), int((cy - bh / 2) * h))
             p2 = (int((cx + bw / 2) * w), int((cy + bh / 2) * h))
-            color = COLORS[int(c) % len(COLORS)]
+            color = class_color(int(c))[::-1]   # the tile is RGB, class_color BGR
             cv2.rectangle(tile, p1, p2, color, 1)
             cv2.putText(tile, names[int(c)] if int(c) < len(names) else str(int(c)), (p1[0], max(p1[1] - 2, 8)),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, color, 1)

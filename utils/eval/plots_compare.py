@@ -11,7 +11,6 @@ two runs share a config.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,6 +19,7 @@ import yaml
 
 from utils.cli.checks import OneLineParser
 from utils.config import ConfigError
+from utils.eval.plots import _plt, read_results
 
 QUANTITIES = (  # (results.csv column, title, file stem)
     ("metrics/mAP_0.5", "mAP@0.5", "map50"), ("metrics/mAP_0.5:0.95", "mAP@0.5:0.95", "map"),
@@ -57,19 +57,12 @@ def legend_names(runs: list[Path]) -> list[str]:
 
 
 def read_curves(run: Path) -> dict[str, list[float]]:
-    """``results.csv`` as columns of floats."""
-    path = run / "results.csv"
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    try:
-        return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: not a results.csv of numbers ({e})") from None
+    """The run's ``results.csv`` as columns of floats."""
+    return read_results(run / "results.csv")
 
 
 def compare_figures(runs: list[Path], labels: Optional[list[str]] = None) -> dict[str, object]:
     """``{file stem: matplotlib Figure}``, one per quantity, one line per run (epoch on x)."""
-    from utils.eval.plots import _plt
     plt = _plt()
     labels = labels or legend_names(runs)
     curves = [read_curves(r) for r in runs]
@@ -88,7 +81,6 @@ def compare_figures(runs: list[Path], labels: Optional[list[str]] = None) -> dic
 
 def plot_compare(runs: list[Path], out_dir: Path, labels: Optional[list[str]] = None) -> list[Path]:
     """Write ``out_dir/<quantity>.png`` for every quantity; returns the paths."""
-    from utils.eval.plots import _plt
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, fig in compare_figures(runs, labels).items():

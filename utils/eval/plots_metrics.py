@@ -1,7 +1,7 @@
 """PNG plots of the evaluation results: PR curve, F1 / P / R against confidence, confusion matrix.
 
-matplotlib is imported inside the functions with the non-interactive Agg backend, so importing
-this module has no side effect and works on machines without a display.
+matplotlib comes from :func:`utils.eval.plots._plt` (the Agg backend, loaded on the first plot), so
+importing this module has no side effect and works on machines without a display.
 """
 from __future__ import annotations
 
@@ -12,22 +12,16 @@ from typing import Optional, Sequence
 import numpy as np
 
 from utils.eval.metrics import DetectionMetrics
+from utils.eval.plots import _plt
 
 LOGGER = logging.getLogger(__name__)
 _MAX_LEGEND = 20  # more classes than this: per-class curves are drawn without a legend
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, names: Sequence[str], path: Path,
                   ap50: Optional[np.ndarray] = None) -> Path:
     """Precision ``[K, R]`` (nan rows for classes without GT) against recall ``[R]`` -> PNG."""
-    plt = _pyplot()
+    plt = _plt()
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     rows = [k for k in range(len(precision)) if not np.isnan(precision[k]).all()]
     legend = len(rows) <= _MAX_LEGEND
@@ -46,7 +40,7 @@ def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, names: Sequence[str
 def plot_conf_curve(conf: np.ndarray, values: np.ndarray, names: Sequence[str], path: Path,
                     ylabel: str = "F1") -> Path:
     """A per-class metric ``[K, C]`` (nan rows skipped) against confidence ``[C]`` -> PNG."""
-    plt = _pyplot()
+    plt = _plt()
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     rows = [k for k in range(len(values)) if not np.isnan(values[k]).all()]
     legend = len(rows) <= _MAX_LEGEND
@@ -68,7 +62,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path,
 
     With ``normalize`` each column is divided by its sum (the fraction of each true class).
     """
-    plt = _pyplot()
+    plt = _plt()
     m = matrix.astype(float)
     if normalize:
         m = m / np.maximum(m.sum(0, keepdims=True), 1e-9)
