@@ -52,7 +52,7 @@ class Hyp:
     obj: float = 1.0                # objectness loss gain (scaled with image size and levels)
     cls_pw: float = 1.0             # class BCE positive weight
     obj_pw: float = 1.0             # objectness BCE positive weight
-    iou_t: float = 0.20             # IoU training threshold (kept for yolov5 compatibility)
+    iou_t: float = 0.20             # read by nothing, range-checked: yolov5 hyp YAMLs carry it (its loss assigns by anchor_t)
     anchor_t: float = 4.0           # anchor-to-target size ratio threshold for assignment
     fl_gamma: float = 0.0           # focal loss gamma (0 disables)
     label_smoothing: float = 0.0    # class label smoothing epsilon

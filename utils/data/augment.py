@@ -262,15 +262,6 @@ def mosaic_compose(plan: MosaicPlan, images: list[np.ndarray | None], boxes: lis
     return out, out_boxes, out_cls
 
 
-def mosaic4(images: list[np.ndarray], boxes: list[np.ndarray], classes: list[np.ndarray], size: int, hyp: Hyp,
-            rng: np.random.Generator):
-    """4-image mosaic + random affine -> ``(img [size, size, 3], boxes_xyxy, classes)`` (images
-    already resized to long side ``size``). Loaders use mosaic_plan + mosaic_compose to skip
-    decoding images the output does not show."""
-    plan = mosaic_plan([im.shape[:2] for im in images], size, hyp, rng)
-    return mosaic_compose(plan, images, boxes, classes)
-
-
 # ---------------------------------------------------------------------------------- photometric / flips
 def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float, sgain: float, vgain: float) -> np.ndarray:
     """Random hue shift (fraction of the circle) and saturation / value gains via one 3-channel

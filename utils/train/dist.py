@@ -41,14 +41,7 @@ def broadcast_object(obj):
     return box[0]
 
 
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized():
-        t = t.clone()
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-    return t
-
-
 def cleanup() -> None:
+    """Leave the process group at the end of a torchrun run (a no-op when single-process)."""
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 
 from utils.data.augment import (PAD_VALUE, augment_hsv, clip_and_filter, flip_lr, flip_ud, letterbox, letterbox_boxes,
-                           mixup, mosaic4, random_affine, warp)
+                                mixup, mosaic_compose, mosaic_plan, random_affine, warp)
 from utils.config import Hyp
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 255),
           (255, 128, 0), (128, 0, 255), (0, 128, 64), (128, 255, 128), (64, 64, 255)]
 BG = (30, 30, 30)
 NO_COLOR = Hyp(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+
+
+def mosaic4(images, boxes, classes, size, hyp, rng):
+    """The loader's mosaic (utils/data/loader.py: mosaic_plan, then mosaic_compose) with every image given."""
+    plan = mosaic_plan([im.shape[:2] for im in images], size, hyp, rng)
+    return mosaic_compose(plan, images, boxes, classes)
 
 
 def drawn(h, w, boxes, colors):

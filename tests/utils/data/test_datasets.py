@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from formats_testkit import coco_dict_from_records, link_images, write_voc, write_yolo_labels  # tests/utils/data/
 from utils.config import ConfigError
 from utils.data.config import data_config_from_dict, load_data_config
-from utils.data.export import coco_dict_from_records, link_images, write_voc, write_yolo_labels
 from utils.data.datasets import load_split
 
 REPO = Path(__file__).resolve().parents[3]

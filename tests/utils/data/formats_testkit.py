@@ -1,5 +1,6 @@
-"""Writing a verified split back out: COCO ground-truth dict (for pycocotools on YOLO/VOC data),
-YOLO txt labels and VOC XML files (format conversion; the tests compare the three readers).
+"""Shared by the dataset tests (was utils/data/export.py; no user path called it): a verified split
+written back out as a COCO ground-truth dict, YOLO txt labels and VOC XML files, so that the tests
+can compare the three readers on the same boxes.
 
 Image files are not copied: ``link_images`` symlinks them into the new layout.
 """
