@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from utils.ops.boxes import aligned_inter_union, box_area, pairwise_inter_union
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1)
 MAX_DETS = (1, 10, 100)
@@ -137,8 +139,7 @@ def _flatten(gts: Sequence[ImageGT], dets: Sequence[ImageDet], num_classes: int)
     no = [np.full(np.size(g.classes), np.nan) for g in gts]
     g_crowd = _stack([n == 0 if g.iscrowd is None else g.iscrowd for g, n in zip(gts, no)], (), bool)
     g_area = _stack([n if g.area is None else g.area for g, n in zip(gts, no)], (), np.float64)
-    box_area = (g_boxes[:, 2] - g_boxes[:, 0]) * (g_boxes[:, 3] - g_boxes[:, 1])
-    g_area = np.where(np.isnan(g_area), box_area, g_area)
+    g_area = np.where(np.isnan(g_area), box_area(g_boxes), g_area)
     go = np.argsort(g_group, kind="stable")
     d_group = d_img * k + _classes(dets, d_img, k, "detections")
     d_scores = _stack([d.scores for d in dets], (), np.float64)
@@ -146,9 +147,8 @@ def _flatten(gts: Sequence[ImageGT], dets: Sequence[ImageDet], num_classes: int)
     d_rank = np.arange(len(do)) - np.searchsorted(d_group[do], d_group[do], side="left")
     do, d_rank = do[d_rank < MAX_DETS[-1]], d_rank[d_rank < MAX_DETS[-1]]
     d_boxes = _stack([d.boxes for d in dets], (4,), np.float64)[do]
-    d_area = (d_boxes[:, 2] - d_boxes[:, 0]) * (d_boxes[:, 3] - d_boxes[:, 1])
     return _Flat(g_boxes[go], g_group[go], g_crowd[go], _outside(g_area[go]) | g_crowd[go][None],
-                 d_boxes, d_scores[do], d_group[do], d_rank, _outside(d_area), k)
+                 d_boxes, d_scores[do], d_group[do], d_rank, _outside(box_area(d_boxes)), k)
 
 
 def _candidate_pairs(f: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,13 +157,9 @@ def _candidate_pairs(f: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     count = np.searchsorted(f.g_group, f.d_group, side="right") - lo
     pd = np.repeat(np.arange(len(f.d_group)), count)
     pg = np.arange(len(pd)) - np.repeat(np.cumsum(count) - count, count) + lo[pd]
-    d, g = f.d_boxes[pd], f.g_boxes[pg]
-    iw = np.minimum(d[:, 2], g[:, 2]) - np.maximum(d[:, 0], g[:, 0])
-    ih = np.minimum(d[:, 3], g[:, 3]) - np.maximum(d[:, 1], g[:, 1])
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    d_area = (d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1])
-    g_area = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
-    union = np.where(f.g_crowd[pg], d_area, d_area + g_area - inter)
+    d = f.d_boxes[pd]
+    inter, union = aligned_inter_union(d, f.g_boxes[pg])
+    union = np.where(f.g_crowd[pg], box_area(d), union)
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = inter / union
     keep = iou >= IOU_THRESHOLDS[0]
@@ -384,13 +380,9 @@ def detection_metrics(gts: Sequence[ImageGT], dets: Sequence[ImageDet], num_clas
 
 def _pairwise_iou(a: np.ndarray, b: np.ndarray, crowd_b: Optional[np.ndarray] = None) -> np.ndarray:
     """IoU of xyxy ``a`` [N, 4] and ``b`` [M, 4] -> [N, M]; for crowd columns inter / area(a)."""
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = iw.clip(0) * ih.clip(0)
-    area_a = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
-    union = area_a + ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None] - inter
+    inter, union = pairwise_inter_union(a, b)
     if crowd_b is not None:
-        union = np.where(crowd_b[None], area_a, union)
+        union = np.where(crowd_b[None], box_area(a)[:, None], union)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.nan_to_num(inter / union)
 

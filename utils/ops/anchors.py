@@ -14,17 +14,12 @@ import logging
 import numpy as np
 
 from utils.data.records import DatasetInfo
+from utils.ops.boxes import wh_iou
 
 LOGGER = logging.getLogger(__name__)
 
 BPR_OK = 0.98        # best possible recall above which the model's anchors are kept
 MIN_LABEL_PX = 2.0   # label sizes below this (either side, at img_size) are left out of the statistics
-
-
-def wh_iou(wh1: np.ndarray, wh2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[n, k]`` of boxes given only by size, aligned at a common centre."""
-    inter = np.minimum(wh1[:, None, 0], wh2[None, :, 0]) * np.minimum(wh1[:, None, 1], wh2[None, :, 1])
-    return inter / (wh1[:, None].prod(2) + wh2[None].prod(2) - inter)
 
 
 def ratio_metric(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:

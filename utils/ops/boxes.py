@@ -1,4 +1,4 @@
-"""Box geometry: format conversions, areas, pairwise IoU and the aligned IoU-variant values.
+"""Box geometry: format conversions, areas, and the IoU family built on one core.
 
 Formats (the name of every function says which one it takes):
 
@@ -6,10 +6,15 @@ Formats (the name of every function says which one it takes):
 * ``xywh``   -- ``(x1, y1, w, h)`` top-left corner plus size (COCO JSON);
 * ``cxcywh`` -- ``(cx, cy, w, h)`` centre plus size (YOLO labels, Detect output).
 
-Pairwise functions (``box_iou``, ``box_diou``) compare every box of ``[N, 4]`` with every box of
-``[M, 4]`` and return ``[N, M]``. Aligned functions (``iou``, ``giou``, ``diou``, ``ciou``,
-``siou``) compare row ``i`` with row ``i`` of two ``[..., 4]`` xyxy tensors and return ``[...]``;
-they return the *value* of the variant, the box loss is ``1 - value``.
+The core, one function for torch and numpy alike: :func:`aligned_inter_union` gives the
+intersection and union areas of row ``i`` against row ``i``, :func:`pairwise_inter_union` of every
+box of ``[N, 4]`` against every box of ``[M, 4]`` (``[N, M]``), and ``_centre_term`` is the DIoU
+penalty ``rho^2 / c^2``. Everything else is built on them: :func:`box_iou` and :func:`wh_iou`
+(pairwise), the aligned variants ``iou``, ``giou``, ``diou``, ``ciou``, ``siou`` (which return the
+*value* of the variant, the box loss is ``1 - value``), the two NMS rules of ``utils.ops.nms``,
+the COCO matching and confusion-matrix IoU of ``utils.eval.metrics`` and the k-means distance of
+``utils.ops.anchors``. The aligned functions broadcast: ``diou(a[:, None], b[None])`` is the
+pairwise ``[N, M]`` DIoU.
 
 ``eps`` follows ``torchvision.ops.*_box_iou_loss``: it is added to the union, to the enclosing
 box area (GIoU), to the squared enclosing diagonal (DIoU/CIoU) and to the CIoU ``alpha``
@@ -91,16 +96,68 @@ def box_area(boxes_xyxy: Boxes) -> Boxes:
     return (boxes_xyxy[..., 2] - boxes_xyxy[..., 0]) * (boxes_xyxy[..., 3] - boxes_xyxy[..., 1])
 
 
+# --- the core: intersection, union, DIoU centre term (torch or numpy) ------------------------------
+
+def _xp(a: Boxes):
+    """The array library of ``a``: numpy for ndarrays and numpy scalars, else torch."""
+    return np if isinstance(a, (np.ndarray, np.generic)) else torch
+
+
+def _corners(boxes: Boxes) -> tuple:
+    """``x1, y1, x2, y2`` of xyxy ``[..., 4]`` boxes as four ``[...]`` views (torch or numpy)."""
+    if isinstance(boxes, Tensor):
+        return boxes.unbind(-1)
+    return boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+
+
+def _overlap_inter_union(iw: Boxes, ih: Boxes, area1: Boxes, area2: Boxes) -> tuple[Boxes, Boxes]:
+    """Intersection and union areas from the overlap width and height (both >= 0) and the two
+    box areas."""
+    inter = iw * ih
+    return inter, area1 + area2 - inter
+
+
+def _corner_inter_union(c1: tuple, c2: tuple) -> tuple[Boxes, Boxes]:
+    """Intersection and union areas of boxes given by their :func:`_corners` (broadcasting)."""
+    (x1, y1, x2, y2), (u1, v1, u2, v2) = c1, c2
+    xp = _xp(x1)
+    iw = (xp.minimum(x2, u2) - xp.maximum(x1, u1)).clip(0)
+    ih = (xp.minimum(y2, v2) - xp.maximum(y1, v1)).clip(0)
+    return _overlap_inter_union(iw, ih, (x2 - x1) * (y2 - y1), (u2 - u1) * (v2 - v1))
+
+
+def aligned_inter_union(boxes1: Boxes, boxes2: Boxes) -> tuple[Boxes, Boxes]:
+    """Intersection and union areas of xyxy boxes ``[..., 4]`` and ``[..., 4]`` -> two ``[...]``
+    (torch or numpy).
+
+    Row ``i`` against row ``i``; the leading shapes broadcast (:func:`pairwise_inter_union` is
+    this on ``[N, 1, 4]`` and ``[1, M, 4]``). Negative sizes are not clamped in the areas.
+    """
+    return _corner_inter_union(_corners(boxes1), _corners(boxes2))
+
+
+def pairwise_inter_union(boxes1: Boxes, boxes2: Boxes) -> tuple[Boxes, Boxes]:
+    """Intersection and union areas of every xyxy box of ``[N, 4]`` against every one of
+    ``[M, 4]`` -> two ``[N, M]`` (torch or numpy)."""
+    return aligned_inter_union(boxes1[:, None], boxes2[None])
+
+
+def _enclosing_and_offset(c1: tuple, c2: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Width and height of the smallest box enclosing both, and the centre of box 2 minus the
+    centre of box 1 (x, y), from the :func:`_corners` of two aligned (broadcasting) sets."""
+    (x1, y1, x2, y2), (u1, v1, u2, v2) = c1, c2
+    cw = torch.max(x2, u2) - torch.min(x1, u1)
+    ch = torch.max(y2, v2) - torch.min(y1, v1)
+    return cw, ch, (u1 + u2 - x1 - x2) / 2, (v1 + v2 - y1 - y2) / 2
+
+
+def _centre_term(cw: Tensor, ch: Tensor, dx: Tensor, dy: Tensor, eps: float) -> Tensor:
+    """The DIoU penalty ``rho^2 / c^2``: squared centre distance over the squared enclosing
+    diagonal (``eps`` added to the latter)."""
+    return (dx ** 2 + dy ** 2) / (cw ** 2 + ch ** 2 + eps)
+
+
 # --- pairwise [N, 4] x [M, 4] -> [N, M] ------------------------------------------------------------
-
-def _pairwise_inter_union(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
-    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter
-    return inter, union
-
 
 def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-9) -> Tensor:
     """Pairwise IoU of xyxy boxes ``[N, 4]`` and ``[M, 4]`` -> ``[N, M]``.
@@ -108,43 +165,33 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-9) -> Tensor:
     The union is clamped at ``eps`` so two empty boxes give 0 instead of nan; otherwise equal to
     ``torchvision.ops.box_iou``.
     """
-    inter, union = _pairwise_inter_union(boxes1, boxes2)
+    inter, union = pairwise_inter_union(boxes1, boxes2)
     return inter / union.clamp(min=eps)
 
 
-def box_diou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
-    """Pairwise Distance-IoU ``IoU - rho^2 / c^2`` of xyxy ``[N, 4]`` and ``[M, 4]`` -> ``[N, M]``.
+def wh_iou(wh1: Boxes, wh2: Boxes) -> Boxes:
+    """Pairwise IoU of boxes given only by size ``(w, h)``, aligned at a common corner (or
+    centre): ``[N, 2]`` x ``[M, 2]`` -> ``[N, M]`` (torch or numpy). Sizes must be positive."""
+    xp = _xp(wh1)
+    w1, h1, w2, h2 = wh1[:, None, 0], wh1[:, None, 1], wh2[None, :, 0], wh2[None, :, 1]
+    inter, union = _overlap_inter_union(xp.minimum(w1, w2), xp.minimum(h1, h2), w1 * h1, w2 * h2)
+    return inter / union
 
-    ``rho`` is the distance between the centres, ``c`` the diagonal of the smallest box enclosing
-    both (used by DIoU-NMS). Same eps convention as the aligned :func:`diou`.
-    """
-    inter, union = _pairwise_inter_union(boxes1, boxes2)
-    iou_nm = inter / (union + eps)
-    lt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    c2 = ((rb - lt) ** 2).sum(-1) + eps
-    centre1 = (boxes1[:, :2] + boxes1[:, 2:]) / 2
-    centre2 = (boxes2[:, :2] + boxes2[:, 2:]) / 2
-    rho2 = ((centre1[:, None] - centre2[None]) ** 2).sum(-1)
-    return iou_nm - rho2 / c2
+
+def box_diou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
+    """Pairwise Distance-IoU ``IoU - rho^2 / c^2`` of xyxy ``[N, 4]`` and ``[M, 4]`` -> ``[N, M]``:
+    the aligned :func:`diou` broadcast over ``[N, 1, 4]`` and ``[1, M, 4]``."""
+    return diou(boxes1[:, None], boxes2[None], eps)
 
 
 # --- aligned [..., 4] x [..., 4] -> [...] ----------------------------------------------------------
 
 def _aligned_parts(boxes1: Tensor, boxes2: Tensor, eps: float):
-    """IoU plus the enclosing-box width/height and the centre offsets of two aligned xyxy sets."""
-    x1, y1, x2, y2 = boxes1.unbind(-1)
-    u1, v1, u2, v2 = boxes2.unbind(-1)
-    iw = (torch.min(x2, u2) - torch.max(x1, u1)).clamp(min=0)
-    ih = (torch.min(y2, v2) - torch.max(y1, v1)).clamp(min=0)
-    inter = iw * ih
-    union = (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
-    value = inter / (union + eps)
-    cw = torch.max(x2, u2) - torch.min(x1, u1)
-    ch = torch.max(y2, v2) - torch.min(y1, v1)
-    dx = (u1 + u2 - x1 - x2) / 2  # centre of boxes2 minus centre of boxes1
-    dy = (v1 + v2 - y1 - y2) / 2
-    return value, union, cw, ch, dx, dy
+    """IoU and union plus the enclosing-box width/height and the centre offsets of two aligned
+    xyxy sets."""
+    c1, c2 = _corners(boxes1), _corners(boxes2)
+    inter, union = _corner_inter_union(c1, c2)
+    return (inter / (union + eps), union, *_enclosing_and_offset(c1, c2))
 
 
 def iou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
@@ -168,7 +215,7 @@ def diou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
     ``rho`` is the centre distance, ``c`` the diagonal of the smallest enclosing box.
     """
     value, _, cw, ch, dx, dy = _aligned_parts(boxes1, boxes2, eps)
-    return value - (dx ** 2 + dy ** 2) / (cw ** 2 + ch ** 2 + eps)
+    return value - _centre_term(cw, ch, dx, dy, eps)
 
 
 def ciou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
@@ -185,7 +232,7 @@ def ciou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
     v = (4 / math.pi ** 2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
     with torch.no_grad():
         alpha = v / (1 - value + v + eps)
-    return value - (dx ** 2 + dy ** 2) / (cw ** 2 + ch ** 2 + eps) - alpha * v
+    return value - _centre_term(cw, ch, dx, dy, eps) - alpha * v
 
 
 def siou(boxes1: Tensor, boxes2: Tensor, theta: float = 4.0, eps: float = EPS) -> Tensor:

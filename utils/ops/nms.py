@@ -29,7 +29,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from utils.ops.boxes import clip_boxes, cxcywh_to_xyxy
+from utils.ops.boxes import aligned_inter_union, clip_boxes, cxcywh_to_xyxy, diou
 
 NMS_KINDS = ("nms", "diou")
 _CHUNK = 1 << 20  # candidate pairs evaluated per chunk (bounds memory)
@@ -38,29 +38,16 @@ _CHUNK = 1 << 20  # candidate pairs evaluated per chunk (bounds memory)
 SuppressFn = Callable[[Tensor, Tensor, float], Tensor]
 
 
-def _inter_union(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor,
-                 u1: Tensor, v1: Tensor, u2: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
-    """Intersection and union areas of aligned boxes (x1, y1, x2, y2) and (u1, v1, u2, v2)."""
-    inter = (torch.min(x2, u2) - torch.max(x1, u1)).clamp(min=0) * \
-        (torch.min(y2, v2) - torch.max(y1, v1)).clamp(min=0)
-    return inter, (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
-
-
 def _iou_suppress(b: Tensor, c: Tensor, thres: float) -> Tensor:
-    """torchvision's rule on aligned boxes ``b``, ``c`` ``[4, P]``: IoU > thres."""
-    inter, union = _inter_union(*b, *c)
+    """torchvision's rule on aligned boxes ``b``, ``c`` ``[4, P]``: IoU > thres (no eps)."""
+    inter, union = aligned_inter_union(b.T, c.T)
     return inter / union > thres
 
 
-def _diou_suppress(b: Tensor, c: Tensor, thres: float, eps: float = 1e-7) -> Tensor:
-    """Seed 003 rule on aligned boxes ``[4, P]``: IoU - rho^2 / c^2 >= thres (eps added to the
-    union and to c^2)."""
-    inter, union = _inter_union(*b, *c)
-    cw = torch.max(b[2], c[2]) - torch.min(b[0], c[0])
-    ch = torch.max(b[3], c[3]) - torch.min(b[1], c[1])
-    dx = (c[0] + c[2] - b[0] - b[2]) / 2
-    dy = (c[1] + c[3] - b[1] - b[3]) / 2
-    return inter / (union + eps) - (dx ** 2 + dy ** 2) / (cw ** 2 + ch ** 2 + eps) >= thres
+def _diou_suppress(b: Tensor, c: Tensor, thres: float) -> Tensor:
+    """Seed 003 rule on aligned boxes ``[4, P]``: IoU - rho^2 / c^2 >= thres (eps 1e-7 added to
+    the union and to c^2, as :func:`utils.ops.boxes.diou`)."""
+    return diou(b.T, c.T) >= thres
 
 
 def _sweep_order(boxes: Tensor, idxs: Tensor, prune: bool) -> tuple[Tensor, Tensor]:
@@ -153,8 +140,14 @@ def batched_diou_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres
 
 
 def greedy_iou_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres: float) -> Tensor:
-    """The same vectorised greedy pass with torchvision's rule (drop when IoU > thres); used to
-    check the DIoU machinery against ``torchvision.ops.batched_nms``."""
+    """The same vectorised greedy pass with torchvision's rule (drop when IoU > thres) -> kept
+    indices as ``torchvision.ops.batched_nms``.
+
+    Not on the inference path (``non_max_suppression`` calls torchvision's kernel for ``"nms"``):
+    it is the reference that shows the machinery of :func:`batched_diou_nms` equal to
+    torchvision, in tests (CPU and CUDA) and in ``benchmarks/bench_eval.py``, which times it
+    beside torchvision and runs as a plain script that cannot import from ``tests/``.
+    """
     return _greedy_nms(boxes_xyxy, scores, idxs, iou_thres, _iou_suppress, prune=iou_thres >= 0)
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.ops.boxes import box_iou, cxcywh_to_xyxy
+from utils.ops.boxes import box_iou, cxcywh_to_xyxy, wh_iou
 
 FOCAL_ALPHA = 0.25
 VARIANT_DEFAULTS = {"assigner": "ratio", "obj_ignore_iou": 0.0, "lambda_coord": 1.0, "lambda_noobj": 1.0,
@@ -54,12 +54,6 @@ def objectness_is_default(hyp: Any) -> bool:
     return (hyp.obj_ignore_iou == 0 and hyp.lambda_noobj == 1.0 and hyp.obj_loss == "bce")
 
 
-def shape_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
-    """Pairwise IoU of boxes given by size only (centres aligned): ``[M, 2] x [N, 2] -> [M, N]``."""
-    inter = torch.min(wh1[:, None], wh2[None]).prod(-1)
-    return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
-
-
 def best_anchor_matches(anchors_px: Tensor, targets: Tensor, image_wh: Tensor) -> list[tuple[Tensor, Tensor]]:
     """Per level, ``(anchor index, target index)`` of each target's single best anchor.
 
@@ -68,7 +62,7 @@ def best_anchor_matches(anchors_px: Tensor, targets: Tensor, image_wh: Tensor) -
     first anchor in level-then-anchor order.
     """
     nl, na = anchors_px.shape[:2]
-    ious = shape_iou(targets[:, 4:6] * image_wh, anchors_px.reshape(-1, 2).to(targets.dtype))  # [M, nl*na]
+    ious = wh_iou(targets[:, 4:6] * image_wh, anchors_px.reshape(-1, 2).to(targets.dtype))  # [M, nl*na]
     best = ious.argmax(1) if targets.shape[0] else torch.zeros(0, dtype=torch.long, device=targets.device)
     level, anchor = best // na, best % na
     out = []

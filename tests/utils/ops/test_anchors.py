@@ -5,7 +5,8 @@ import torch
 
 from data.scripts.make_shapes import make_shapes
 from utils.ops.anchors import (anchors_per_target, best_possible_recall, check_anchors, kmeans_anchors, label_wh,
-                           main, ratio_metric, wh_iou)
+                               main, ratio_metric)
+from utils.ops.boxes import wh_iou
 from utils.data.records import DatasetInfo, make_record
 
 

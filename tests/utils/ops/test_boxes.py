@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision.ops as tvo
 
-from utils.ops.boxes import (IOU_VARIANTS, box_area, box_diou, box_iou, ciou, clip_boxes, cxcywh_to_xywh,
-                         cxcywh_to_xyxy, diou, giou, iou, siou, xywh_to_cxcywh, xywh_to_xyxy,
-                         xyxy_to_cxcywh, xyxy_to_xywh)
+from utils.ops.boxes import (IOU_VARIANTS, aligned_inter_union, box_area, box_diou, box_iou, ciou, clip_boxes,
+                             cxcywh_to_xywh, cxcywh_to_xyxy, diou, giou, iou, pairwise_inter_union, siou,
+                             wh_iou, xywh_to_cxcywh, xywh_to_xyxy, xyxy_to_cxcywh, xyxy_to_xywh)
 
 VARIANTS = list(IOU_VARIANTS.items())
 
@@ -52,6 +52,37 @@ def test_clip_boxes_torch_and_numpy():
     boxes = [[-5.0, 10.0, 120.0, 90.0]]   # image 80 high, 100 wide
     assert clip_boxes(torch.tensor(boxes), (80, 100)).tolist() == [[0, 10, 100, 80]]
     assert clip_boxes(np.array(boxes), (80, 100)).tolist() == [[0, 10, 100, 80]]
+
+
+# --- the core: intersection and union, torch and numpy -------------------------------------------
+
+def test_inter_union_hand_values_torch_and_numpy():
+    # [0,0,2,2] vs [1,1,3,3]: inter 1, union 7; vs [2,0,3,1] (touching): inter 0, union 5;
+    # [0,0,4,2] vs [1,-1,2,5]: inter 1 * 2 = 2, union 8 + 6 - 2 = 12
+    a = [[0.0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 4, 2]]
+    b = [[1.0, 1, 3, 3], [2, 0, 3, 1], [1, -1, 2, 5]]
+    for make in (torch.tensor, np.array):
+        inter, union = aligned_inter_union(make(a), make(b))
+        assert inter.tolist() == [1, 0, 2] and union.tolist() == [7, 5, 12]
+        inter, union = pairwise_inter_union(make(a), make(b))
+        assert inter.shape == (3, 3) and inter[[0, 1, 2], [0, 1, 2]].tolist() == [1, 0, 2]
+        assert inter[2].tolist() == [2, 1, 2] and union[2].tolist() == [10, 8, 12]  # row [0,0,4,2]
+
+
+def test_pairwise_core_numpy_equals_torch_and_torchvision():
+    a, b = _random_xyxy(40, 9), _random_xyxy(30, 10)
+    inter, union = pairwise_inter_union(a, b)
+    inter_np, union_np = pairwise_inter_union(a.numpy(), b.numpy())
+    assert isinstance(inter_np, np.ndarray)
+    assert np.array_equal(inter_np, inter.numpy()) and np.array_equal(union_np, union.numpy())
+    torch.testing.assert_close(inter / union, tvo.box_iou(a, b))
+
+
+def test_wh_iou_hand_values_torch_and_numpy():
+    # 20x20 vs 16x30: inter 16*20 = 320, union 400 + 480 - 320 = 560; vs 10x13: 130 / 400
+    for make in (torch.tensor, np.array):
+        got = wh_iou(make([[20.0, 20.0]]), make([[16.0, 30.0], [10.0, 13.0]]))
+        assert got.shape == (1, 2) and got[0].tolist() == pytest.approx([320 / 560, 130 / 400])
 
 
 # --- aligned variants: hand-computed cases --------------------------------------------------------

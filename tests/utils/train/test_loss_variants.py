@@ -9,8 +9,9 @@ from loss_testkit import ANCHORS_3, IMG, TinyNet, targets  # tests/utils/train/l
 from models.head import Detect
 from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
 from utils.train.loss import build_criterion
-from utils.train.loss_variants import (best_anchor_matches, ignore_mask, objectness_terms, shape_iou, softmax_cls_loss,
-                                 weighted_objectness)
+from utils.ops.boxes import wh_iou as shape_iou  # the size-only IoU best_anchor_matches ranks anchors by
+from utils.train.loss_variants import (best_anchor_matches, ignore_mask, objectness_terms, softmax_cls_loss,
+                                       weighted_objectness)
 
 
 def test_shape_iou_hand_values():
