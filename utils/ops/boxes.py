@@ -178,12 +178,6 @@ def wh_iou(wh1: Boxes, wh2: Boxes) -> Boxes:
     return inter / union
 
 
-def box_diou(boxes1: Tensor, boxes2: Tensor, eps: float = EPS) -> Tensor:
-    """Pairwise Distance-IoU ``IoU - rho^2 / c^2`` of xyxy ``[N, 4]`` and ``[M, 4]`` -> ``[N, M]``:
-    the aligned :func:`diou` broadcast over ``[N, 1, 4]`` and ``[1, M, 4]``."""
-    return diou(boxes1[:, None], boxes2[None], eps)
-
-
 # --- aligned [..., 4] x [..., 4] -> [...] ----------------------------------------------------------
 
 def _aligned_parts(boxes1: Tensor, boxes2: Tensor, eps: float):

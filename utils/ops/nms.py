@@ -126,13 +126,6 @@ def _greedy_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, thres: float,
     return by_score[keep[by_score]]
 
 
-def diou_nms(boxes_xyxy: Tensor, scores: Tensor, iou_thres: float) -> Tensor:
-    """DIoU-NMS of ``[N, 4]`` xyxy boxes with ``[N]`` scores -> kept indices ``[K]`` int64,
-    sorted by decreasing score (same contract as ``torchvision.ops.nms``)."""
-    idxs = torch.zeros(boxes_xyxy.shape[0], dtype=torch.int64, device=boxes_xyxy.device)
-    return _greedy_nms(boxes_xyxy, scores, idxs, iou_thres, _diou_suppress, prune=iou_thres > 0)
-
-
 def batched_diou_nms(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres: float) -> Tensor:
     """Per-class DIoU-NMS (boxes of different ``idxs`` never suppress each other) -> kept indices
     ``[K]`` int64 by decreasing score (same contract as ``torchvision.ops.batched_nms``)."""
