@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from oracles import diou_nms
+from ops_testkit import diou_nms  # tests/utils/ops/ops_testkit.py
 from utils.ops.nms import batched_diou_nms, greedy_iou_nms, non_max_suppression, scale_boxes
 
 

@@ -1,5 +1,5 @@
-"""Reference functions the ops tests compare with: thin compositions of the library API that no
-user path needs (so they live here, not in ``utils.ops``)."""
+"""Shared by the ops tests (were utils.ops.boxes.box_diou and utils.ops.nms.diou_nms; no user path
+called them): reference functions built from the library API, so they live here."""
 import torch
 from torch import Tensor
 
