@@ -71,7 +71,20 @@ class Bottleneck(nn.Module):
         return x + y if self.add else y
 
 
-class BottleneckCSP(nn.Module):
+class _CSPMerge(nn.Module):
+    """What the two CSP bottleneck blocks share: ``m``, the inner path of ``n`` Bottlenecks
+    ``c_ -> c_``, and BatchNorm + activation over the ``2 c_`` concat of the two paths."""
+
+    def _inner_and_merge(self, c_: int, n: int, shortcut: bool, g: int, act: str) -> None:
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = make_act(act)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+
+    def _merge(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(torch.cat((y1, y2), 1)))
+
+
+class BottleneckCSP(_CSPMerge):
     """CSP bottleneck (CSPNet): one path through ``n`` Bottlenecks, one plain 1x1 path; BN+act on the concat."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
@@ -82,17 +95,13 @@ class BottleneckCSP(nn.Module):
         self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
         self.cv3 = nn.Conv2d(c_, c_, 1, 1, bias=False)
         self.cv4 = Conv(2 * c_, c2, 1, 1, act=act)
-        self.bn = nn.BatchNorm2d(2 * c_)
-        self.act = make_act(act)
-        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+        self._inner_and_merge(c_, n, shortcut, g, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y1 = self.cv3(self.m(self.cv1(x)))
-        y2 = self.cv2(x)
-        return self.cv4(self.act(self.bn(torch.cat((y1, y2), 1))))
+        return self.cv4(self._merge(self.cv3(self.m(self.cv1(x))), self.cv2(x)))
 
 
-class BottleneckCSP2(nn.Module):
+class BottleneckCSP2(_CSPMerge):
     """CSP block of the YOLOv4 PAN: both paths start from one 1x1 conv; no shortcuts by default."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1,
@@ -102,15 +111,11 @@ class BottleneckCSP2(nn.Module):
         self.cv1 = Conv(c1, c_, 1, 1, act=act)
         self.cv2 = nn.Conv2d(c_, c_, 1, 1, bias=False)
         self.cv3 = Conv(2 * c_, c2, 1, 1, act=act)
-        self.bn = nn.BatchNorm2d(2 * c_)
-        self.act = make_act(act)
-        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0, act=act) for _ in range(n)))
+        self._inner_and_merge(c_, n, shortcut, g, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.cv1(x)
-        y1 = self.m(x1)
-        y2 = self.cv2(x1)
-        return self.cv3(self.act(self.bn(torch.cat((y1, y2), 1))))
+        return self.cv3(self._merge(self.m(x1), self.cv2(x1)))
 
 
 class C3(nn.Module):

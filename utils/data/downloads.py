@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Any, Callable
 
 from utils.config import ConfigError
 
@@ -139,32 +139,28 @@ def _top_folder(names: list[str], root: Path) -> str | None:
 def extract_inside(archive: Path, root: Path) -> list[Path]:
     """Unpack a zip or tar into ``root`` after checking EVERY member first (no partial writes of a
     hostile archive). Regular files and folders only; returns the files written."""
-    written = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            infos = z.infolist()
-            strip = _top_folder([i.filename for i in infos], root)
-            plan = [(i, _member_target(root, i.filename, strip)) for i in infos]
-            for info, dest in plan:
-                if dest is None or info.is_dir():
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                written.append(dest)
-        return written
+            return _unpack(root, z.infolist(), lambda i: i.filename, lambda i: i.is_dir(), z.open)
     with tarfile.open(archive) as t:
-        members = t.getmembers()
-        strip = _top_folder([m.name for m in members], root)
-        plan = [(m, _member_target(root, m.name, strip)) for m in members]
-        for m, dest in plan:
-            if not (m.isfile() or m.isdir()):
-                raise DownloadError(f"archive member {m.name!r} is a link or device; refusing the archive")
-        for m, dest in plan:
-            if dest is None or m.isdir():
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with t.extractfile(m) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out)
-            written.append(dest)
+        return _unpack(root, t.getmembers(), lambda m: m.name, lambda m: m.isdir(), t.extractfile,
+                       regular=lambda m: m.isfile() or m.isdir())
+
+
+def _unpack(root: Path, members: list, name: Callable[[Any], str], is_dir: Callable[[Any], bool],
+            open_member: Callable[[Any], Any], regular: Callable[[Any], bool] = lambda m: True) -> list[Path]:
+    """The members' targets are checked (inside ``root``, and ``regular``) before the first write."""
+    strip = _top_folder([name(m) for m in members], root)
+    plan = [(m, _member_target(root, name(m), strip)) for m in members]
+    for m, _ in plan:
+        if not regular(m):
+            raise DownloadError(f"archive member {name(m)!r} is a link or device; refusing the archive")
+    written = []
+    for m, dest in plan:
+        if dest is None or is_dir(m):
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open_member(m) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+        written.append(dest)
     return written
