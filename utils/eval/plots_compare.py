@@ -56,16 +56,11 @@ def legend_names(runs: list[Path]) -> list[str]:
     return [f"{n} ({r.name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
 
 
-def read_curves(run: Path) -> dict[str, list[float]]:
-    """The run's ``results.csv`` as columns of floats."""
-    return read_results(run / "results.csv")
-
-
 def compare_figures(runs: list[Path], labels: Optional[list[str]] = None) -> dict[str, object]:
     """``{file stem: matplotlib Figure}``, one per quantity, one line per run (epoch on x)."""
     plt = _plt()
     labels = labels or legend_names(runs)
-    curves = [read_curves(r) for r in runs]
+    curves = [read_results(r / "results.csv") for r in runs]
     figures = {}
     for column, title, stem in QUANTITIES:
         fig, ax = plt.subplots(figsize=(7, 4.5), tight_layout=True)
