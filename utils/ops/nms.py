@@ -9,6 +9,9 @@ Two suppression rules, both greedy in decreasing score order:
   enclosing both. Two heavily overlapping boxes whose centres are far apart (two occluding
   objects) both survive.
 
+Both rules are computed by the box-geometry core (:func:`utils.ops.boxes.aligned_inter_union`,
+:func:`utils.ops.boxes.diou`), so DIoU-NMS and the DIoU box loss share one formula and one eps.
+
 Both are implemented here by one vectorised pass with no Python loop over boxes (the plain one
 only to check the machinery against torchvision; :func:`non_max_suppression` uses torchvision's
 C++ kernel for ``"nms"``). Boxes are sorted by (class, x1) and every same-class pair whose
