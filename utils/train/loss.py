@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from utils.ops.boxes import IOU_VARIANTS, cxcywh_to_xyxy, iou
-from utils.train.loss_variants import (FOCAL_ALPHA, bce_terms, best_anchor_matches, ignore_mask, objectness_is_default,
+from utils.train.loss_variants import (bce_terms, best_anchor_matches, ignore_mask, objectness_is_default,
                                  softmax_cls_loss, weighted_objectness)
 
 # yolov5 per-level objectness weights: P3-P5 for 3 levels, P3-P7 for up to 5.

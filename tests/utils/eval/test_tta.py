@@ -173,7 +173,7 @@ def test_detect_py_augment_equals_the_library_passes(tiny_weights, shapes_yaml, 
     give in-process; without --augment it writes other ones."""
     import cv2
 
-    from detect import load_detector
+    from utils.infer.load import load_detector
     from utils.infer.annotate import yolo_label_lines
     from utils.data.augment import letterbox
     from utils.ops.nms import non_max_suppression, scale_boxes
