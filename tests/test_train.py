@@ -1,5 +1,6 @@
-"""Training: schedules, EMA, checkpoints (atomic, weights_only), the NaN guard, exact resume after
-kill -9, a 2-rank DDP smoke run, and a small learning test."""
+"""Training runs: the loop's last-batch step, the NaN guard, exact resume after kill -9, a 2-rank DDP
+smoke run, a small learning test, and the CPU/CUDA execution policy. (Schedules, EMA and checkpoints:
+tests/utils/train/test_schedule.py, test_ema.py, test_checkpoint.py.)"""
 from __future__ import annotations
 
 import os
@@ -14,60 +15,15 @@ import pytest
 import torch
 import yaml
 
-from utils.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.train.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import Hyp, replace
-from utils.train.ema import ModelEMA
-from utils.train.schedule import accumulation_at, build_optimizer, lr_factor, set_lr, warmup_iterations
+from utils.train.schedule import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
-# ------------------------------------------------------------------------------ schedules / EMA
-def test_step_schedule_is_seed_003():
-    # seed 003: lr 1e-4 for epochs 0-29, 5e-5 from 30, 1e-5 from 50
-    h = Hyp(lr0=1e-4, lr_schedule="step", lr_steps=((30, 5e-5), (50, 1e-5)))
-    lrs = [h.lr0 * lr_factor(h, 100, e) for e in (0, 29, 30, 49, 50, 99)]
-    assert lrs == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 1e-5, 1e-5])
-
-
-def test_cosine_and_linear_schedules():
-    h = Hyp(lr_schedule="cosine", lrf=0.0)
-    # eta_t = eta_max (1 + cos(pi t / T)) / 2: 1 at t=0, 1/2 at T/2, (1 + cos(pi/4))/2 at T/4
-    assert lr_factor(h, 100, 0) == pytest.approx(1.0)
-    assert lr_factor(h, 100, 50) == pytest.approx(0.5)
-    assert lr_factor(h, 100, 25) == pytest.approx((1 + 2 ** -0.5) / 2)
-    lin = Hyp(lr_schedule="linear", lrf=0.01)
-    assert lr_factor(lin, 10, 0) == pytest.approx(1.0) and lr_factor(lin, 10, 10) == pytest.approx(0.01)
-
-
-def test_warmup_and_parameter_groups():
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
-    opt = build_optimizer(model, "SGD", 0.01, 0.937, 5e-4)
-    sizes = [sum(p.numel() for p in g["params"]) for g in opt.param_groups]
-    assert sizes == [4, 3 * 4 * 9 + 4 * 2, 4 + 4 + 2]       # BN weights | conv weights | all biases (BN's too)
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 5e-4, 0.0]
-    h = Hyp(lr0=0.01, warmup_bias_lr=0.1, warmup_momentum=0.8, lr_schedule="linear", lrf=0.01)
-    set_lr(opt, h, epochs=10, epoch=0, ni=0, nw=100)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.0, 0.0, 0.1])
-    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
-    set_lr(opt, h, epochs=10, epoch=0, ni=50, nw=100)       # half way: lr0/2 and (0.1 + lr0)/2
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005, 0.055])
-    set_lr(opt, h, epochs=10, epoch=5, ni=500, nw=100)      # after warm-up: lr0 * ((1 - 0.5) * 0.99 + 0.01)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.00505] * 3)
-
-
-def test_warmup_length_and_accumulation_ramp():
-    # yolov5: warm-up lasts max(warmup_epochs * batches, 100) batches ...
-    assert warmup_iterations(Hyp(warmup_epochs=3.0), 25) == 100
-    assert warmup_iterations(Hyp(warmup_epochs=3.0), 50) == 150
-    assert warmup_iterations(Hyp(warmup_epochs=1.0, warmup_min_iters=0), 25) == 25
-    assert warmup_iterations(Hyp(warmup_epochs=0.0), 25) == 0
-    # ... and the batches per optimiser step rise 1 -> nbs/batch (4 here): 1 + 3 ni / 100, rounded
-    assert [accumulation_at(ni, 100, 4) for ni in (0, 16, 17, 50, 83, 84, 100, 5000)] == [1, 1, 2, 2, 3, 4, 4, 4]
-    assert accumulation_at(0, 0, 4) == 4 and accumulation_at(10, 100, 1) == 1
-
-
+# ------------------------------------------------------------------------------ the epoch loop
 def test_tiny_dataset_still_steps(tmp_path):
     """6 images, batch 4, nominal batch 16: accumulate is 4 but an epoch has only 2 batches; a
     1-epoch run must still change the weights (warm-up steps at once; the run's last batch steps)."""
@@ -89,49 +45,6 @@ def test_tiny_dataset_still_steps(tmp_path):
     train_one_epoch(model, crit, batches, opt, scaler, None, hyp, 0, s, state)
     assert state.last_opt_step == 1                      # stepped on the last batch of the run
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-
-
-def test_ema_update_formula():
-    model = torch.nn.Linear(1, 1, bias=False)
-    torch.nn.init.constant_(model.weight, 0.0)
-    ema = ModelEMA(model, decay=0.9, tau=1.0)
-    torch.nn.init.constant_(model.weight, 1.0)
-    ema.update(model)                         # d = 0.9 (1 - e^-1) = 0.5689; ema = (1 - d) * 1
-    d = 0.9 * (1 - torch.exp(torch.tensor(-1.0)))
-    assert ema.ema.weight.item() == pytest.approx(float(1 - d))
-
-
-# ------------------------------------------------------------------------------ checkpoints
-def test_checkpoint_roundtrip_weights_only(tmp_path):
-    path = tmp_path / "w" / "last.pt"
-    save_checkpoint({"epoch": 3, "model": {"w": torch.ones(2)}, "opt": {"lr": 0.1}, "names": ["a"]}, path)
-    raw = torch.load(path, weights_only=True)
-    assert raw["kind"] == "yolo-checkpoint" and raw["epoch"] == 3
-    assert load_checkpoint(path)["model"]["w"].tolist() == [1.0, 1.0]
-
-
-def test_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / "last.pt"
-    save_checkpoint({"epoch": 1}, path)
-
-    def crash(obj, f, *a, **k):
-        f.write(b"half a checkpoint")
-        raise OSError("disk full")
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
-        save_checkpoint({"epoch": 2}, path)
-    monkeypatch.undo()
-    assert load_checkpoint(path)["epoch"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]   # no temp file left
-
-
-def test_foreign_files_are_refused(tmp_path):
-    torch.save(torch.zeros(3), tmp_path / "t.pt")
-    with pytest.raises(CheckpointError, match="not a checkpoint of this framework"):
-        load_checkpoint(tmp_path / "t.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
-        load_checkpoint(tmp_path / "junk.pt")
 
 
 # ------------------------------------------------------------------------------ NaN guard
