@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 from utils.config import load_hyp
 from utils.data.config import data_config_from_dict
 from utils.data.datasets import load_split
-from utils.data.loader import build_dataloader
+from utils.data.loader import LoaderSettings, build_dataloader
 
 PEER_PY = Path.home() / ".cache" / "peer-venv" / "bin" / "python"
 PEER_BENCH = REPO.parent / "shared" / "bench" / "peer_bench.py"
@@ -41,7 +41,7 @@ IMG, BATCH = 640, 16
 
 
 def measure_ours(info, hyp, workers: int, epochs: int) -> float:
-    loader = build_dataloader(info, IMG, BATCH, hyp, augment=True, shuffle=True, workers=workers, seed=0)
+    loader = build_dataloader(info, LoaderSettings(IMG, BATCH, augment=True, shuffle=True, workers=workers, seed=0), hyp)
     nb = len(loader)
 
     def stream():

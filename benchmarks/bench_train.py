@@ -15,9 +15,9 @@ loader time, ``set_lr`` and loss logging (microseconds), and gradient accumulati
 loop steps optimiser + EMA every ``nbs / 8 = 8`` batches, so a batch there costs
 ``fwd+loss + bwd + (clip+SGD + EMA) / 8`` of the phase columns.
 
-Data: mosaic batches of the project loader (``build_dataloader(..., augment=True, shuffle=True,
-workers=0)``) over the shared COCO128 kept to motorcycle, car, bus, truck (nc=4), drawn before
-timing, the same for every model. Models: nc=4, random weights (``pretrained`` dropped).
+Data: mosaic batches of the project loader (``build_dataloader`` with ``LoaderSettings(...,
+augment=True, shuffle=True, workers=0)``) over the shared COCO128 kept to motorcycle, car, bus,
+truck (nc=4), drawn before timing, the same for every model. Models: nc=4, random weights (``pretrained`` dropped).
 Memory, CPU: growth of the peak resident set over the row's steps (``VmHWM`` reset through
 /proc/self/clear_refs after ``malloc_trim``; weights and EMA were already resident). CUDA:
 ``torch.cuda.max_memory_allocated`` (absolute: weights, EMA, momentum, activations).
@@ -74,7 +74,7 @@ from utils.data.datasets import load_split
 from utils.train.ema import ModelEMA
 from utils.eval.evaluate import preprocess
 from utils.train.loop import autocast
-from utils.data.loader import build_dataloader
+from utils.data.loader import LoaderSettings, build_dataloader
 from utils.train.loss import build_criterion
 from utils.train.schedule import build_optimizer
 from bench_models import model_configs  # same folder (run as a script)
@@ -144,7 +144,8 @@ def vehicle_split(data: Path, tmp: Path):
 
 def draw_batches(info, img_size: int, batch_size: int, hyp: Hyp, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``n`` full mosaic batches ``(imgs uint8 [B, 3, S, S], targets [M, 6])``, cycling over epochs."""
-    loader = build_dataloader(info, img_size, batch_size, hyp, augment=True, shuffle=True, workers=0, seed=0)
+    settings = LoaderSettings(img_size, batch_size, augment=True, shuffle=True, workers=0, seed=0)
+    loader = build_dataloader(info, settings, hyp)
     out: list[tuple[torch.Tensor, torch.Tensor]] = []
     epoch = 0
     while len(out) < n:

@@ -34,7 +34,7 @@ from bench_models import time_forward
 from bench_train import RowResult, Trainee, draw_batches, time_steps, train_step
 from models.summary import gflops
 from utils.config import Hyp
-from utils.data.loader import build_dataloader
+from utils.data.loader import LoaderSettings, build_dataloader
 
 AMPS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 Builder = Callable[[Optional[torch.dtype], bool], Trainee]   # (amp, channels_last) -> fresh trainee
@@ -211,8 +211,8 @@ class GridRun:
         self.log_row(self.rows[-1])
 
     def run_loader_cell(self, t: Trainee, cell: Cell, row: RowResult) -> None:
-        loader = build_dataloader(self.info, self.g.size, cell.batch, self.hyp, augment=True, shuffle=True,
-                                  workers=self.g.workers, seed=0)
+        loader = build_dataloader(self.info, LoaderSettings(self.g.size, cell.batch, augment=True, shuffle=True,
+                                                           workers=self.g.workers, seed=0), self.hyp)
         n = len(loader)
         timed_epochs = max(1, -(-2 * self.g.steps * cell.batch // max(len(self.info), 1)) // 2)
         stream = epochs(loader)

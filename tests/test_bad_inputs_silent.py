@@ -207,7 +207,7 @@ def orientation6_jpeg(path: Path) -> tuple[Path, np.ndarray]:
 
 
 def test_exif_orientation_is_applied_in_verification_and_the_training_loader(tmp_path):
-    from utils.data.loader import build_dataloader
+    from utils.data.loader import LoaderSettings, build_dataloader
     img, upright = orientation6_jpeg(tmp_path / "images" / "train" / "0.jpg")
     orientation6_jpeg(tmp_path / "images" / "val" / "0.jpg")
     for split in ("train", "val"):
@@ -219,7 +219,7 @@ def test_exif_orientation_is_applied_in_verification_and_the_training_loader(tmp
     rec = info.records[0]
     assert (rec.width, rec.height) == (64, 96) and not info.report.issues
     np.testing.assert_allclose(rec.boxes_xyxy, [[24, 8, 56, 40]], atol=1e-3)
-    loader = build_dataloader(info, 96, 1, augment=False, workers=0, stride=32)
+    loader = build_dataloader(info, LoaderSettings(96, 1, augment=False, workers=0, stride=32))
     imgs, targets, _, shapes, _ = next(iter(loader))
     assert shapes[0][0] == (96, 64)
     x = imgs[0].permute(1, 2, 0).numpy()                            # RGB, letterboxed to 96 x 96

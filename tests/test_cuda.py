@@ -17,7 +17,7 @@ from models.yolo import Model
 from utils.config import Hyp
 from utils.train.ema import ModelEMA
 from utils.eval.evaluate import EvalSettings, evaluate
-from utils.train.loop import LoopSettings, LoopState, is_finite_model, train_one_epoch
+from utils.train.loop import LoopSettings, LoopState, TrainParts, is_finite_model, train_one_epoch
 from utils.train.loss import build_criterion
 from utils.ops.nms import greedy_iou_nms, non_max_suppression
 from utils.train.schedule import build_optimizer
@@ -62,7 +62,7 @@ def amp_run(device: torch.device, amp: torch.dtype, steps: int = 12) -> dict:
     settings = LoopSettings(device, epochs=1, accumulate=1, warmup_iters=0, amp_dtype=amp, show_progress=False)
     state = LoopState()
     loader = [(imgs, TARGETS, ["x.jpg"] * 4, [None] * 4, [0, 1, 2, 3])] * steps
-    out["epoch_losses"] = train_one_epoch(model, crit, loader, opt, scaler, ema, hyp, 0, settings, state)
+    out["epoch_losses"] = train_one_epoch(TrainParts(model, crit, opt, scaler, ema), loader, hyp, 0, settings, state)
     out.update(after=batch_loss(model, crit, imgs, device), ema_updates=ema.updates,
                skipped=state.skipped, finite_model=is_finite_model(model), scale=scaler.get_scale())
     return out
@@ -159,12 +159,12 @@ def shapes_eval(tmp: Path):
     spec.loader.exec_module(make_shapes)
     from utils.data.config import data_config_from_dict
     from utils.data.datasets import load_split
-    from utils.data.loader import build_dataloader
+    from utils.data.loader import LoaderSettings, build_dataloader
     make_shapes.make_shapes(tmp / "shapes", n_train=1, n_val=12, seed=5)
     cfg = data_config_from_dict({"path": str(tmp / "shapes"), "format": "yolo", "train": "images/train",
                                  "val": "images/val", "names": list(make_shapes.CLASSES)}, tmp / "d.yaml")
     info = load_split(cfg, "val", cache=False)
-    return info, build_dataloader(info, 128, 4, workers=0, rect=True)
+    return info, build_dataloader(info, LoaderSettings(128, 4, workers=0, rect=True))
 
 
 def eval_on(device: torch.device, loader, info, preds: list[torch.Tensor]):

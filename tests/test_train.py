@@ -27,7 +27,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 def test_tiny_dataset_still_steps(tmp_path):
     """6 images, batch 4, nominal batch 16: accumulate is 4 but an epoch has only 2 batches; a
     1-epoch run must still change the weights (warm-up steps at once; the run's last batch steps)."""
-    from utils.train.loop import LoopSettings, LoopState, train_one_epoch
+    from utils.train.loop import LoopSettings, LoopState, TrainParts, train_one_epoch
     from utils.train.loss import build_criterion
     from models.yolo import Model, load_model_cfg
     torch.manual_seed(0)
@@ -42,7 +42,7 @@ def test_tiny_dataset_still_steps(tmp_path):
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     state = LoopState()
     s = LoopSettings(torch.device("cpu"), epochs=1, accumulate=4, warmup_iters=0, show_progress=False)
-    train_one_epoch(model, crit, batches, opt, scaler, None, hyp, 0, s, state)
+    train_one_epoch(TrainParts(model, crit, opt, scaler), batches, hyp, 0, s, state)
     assert state.last_opt_step == 1                      # stepped on the last batch of the run
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 

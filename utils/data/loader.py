@@ -1,6 +1,6 @@
 """From a verified split to training / validation batches.
 
-``build_dataloader(info, ...)`` returns a DataLoader whose batches are
+``build_dataloader(info, LoaderSettings(...), hyp)`` returns a DataLoader whose batches are
 ``(imgs, targets, paths, shapes, indices)``:
 
 * ``imgs`` uint8 ``[B, 3, H, W]`` RGB;
@@ -20,6 +20,7 @@ import logging
 import math
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -214,15 +215,28 @@ def _worker_init(worker_id: int) -> None:
     # can deadlock (pthread_cond_destroy). build_dataloader sets it in the parent before forking.
 
 
-def build_dataloader(info: DatasetInfo, img_size: int, batch_size: int, hyp: Hyp | None = None,
-                     augment: bool = False, shuffle: bool = False, workers: int = 0, seed: int = 0,
-                     cache_ram: bool = False, rank: int = -1, world_size: int = 1, stride: int = 32,
-                     rect: bool = False) -> DataLoader:
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How :func:`build_dataloader` batches a split. Training: ``augment=True, shuffle=True`` (mosaic
+    etc. per the hyp). Validation: ``augment=False`` (letterbox only), usually ``rect=True``
+    (aspect-sorted batches, no shuffle)."""
+    img_size: int                   # long side the images are resized to (pixels)
+    batch_size: int                 # images per batch (of this process)
+    augment: bool = False           # mosaic, mixup, affine, HSV and flips per the hyp
+    shuffle: bool = False           # a new seeded order every epoch (ignored with rect)
+    rect: bool = False              # aspect-sorted rectangular batches (validation)
+    stride: int = 32                # rect batch shapes are multiples of the model's largest stride
+    workers: int = 0                # loader worker processes (0: in the calling process)
+    seed: int = 0                   # seeds the sample order and every sample's random choices
+    cache_ram: bool = False         # decode every image once and keep it in RAM
+    rank: int = -1                  # DDP: this process's shard of the samples (-1: all)
+    world_size: int = 1             # DDP: number of shards
+
+
+def build_dataloader(info: DatasetInfo, s: LoaderSettings, hyp: Hyp | None = None) -> DataLoader:
     """DataLoader over ``info`` yielding ``(imgs, targets, paths, shapes, indices)`` batches.
 
-    Training: ``augment=True, shuffle=True`` (mosaic etc. per ``hyp``). Validation:
-    ``augment=False`` (letterbox only), usually ``rect=True`` (aspect-sorted batches, no shuffle).
-    ``rank``/``world_size`` shard the samples across DDP processes. ``loader.sampler`` has
+    ``s.rank``/``s.world_size`` shard the samples across DDP processes. ``loader.sampler`` has
     ``set_epoch``; ``loader.dataset`` is the :class:`DetectionDataset`.
 
     With ``workers > 0`` the calling process's OpenCV thread pool is switched off
@@ -230,16 +244,17 @@ def build_dataloader(info: DatasetInfo, img_size: int, batch_size: int, hyp: Hyp
     reconfigures an inherited pool blocks for ever (seen here). All image work then runs in the
     single-threaded workers; a batch taking over ``WORKER_TIMEOUT_S`` raises instead of hanging.
     """
-    if rect and shuffle:
+    if s.rect and s.shuffle:
         LOGGER.warning("rect=True keeps the aspect-ratio order; shuffle ignored")
-        shuffle = False
+    workers = s.workers
     if workers > 0:
         cv2.setNumThreads(0)  # one thread per worker process: no OpenCV pool to inherit across fork
-    dataset = DetectionDataset(info, img_size, hyp, augment, stride, rect, batch_size, cache_ram)
-    sampler = SeededSampler(len(dataset), shuffle, seed, rank, world_size, dataset.order, contiguous=rect)
+    dataset = DetectionDataset(info, s.img_size, hyp, s.augment, s.stride, s.rect, s.batch_size, s.cache_ram)
+    sampler = SeededSampler(len(dataset), s.shuffle and not s.rect, s.seed, s.rank, s.world_size, dataset.order,
+                            contiguous=s.rect)
     generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+    generator.manual_seed(s.seed)
+    return DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(), drop_last=False,
                       worker_init_fn=_worker_init, generator=generator, persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None, timeout=WORKER_TIMEOUT_S if workers > 0 else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """Fixed settings of the training loop (derived once from the options in train.py)."""
+    """Fixed settings of the training loop (derived once from the options: Trainer.settings())."""
     device: torch.device
     epochs: int
     accumulate: int                 # optimiser step every N batches after warm-up (nominal batch size)
@@ -83,11 +83,22 @@ def _optimizer_step(model, optimizer, scaler, ema: Optional[ModelEMA], hyp: Hyp)
     return finite
 
 
-def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema: Optional[ModelEMA],
-                    hyp: Hyp, epoch: int, s: LoopSettings, state: LoopState, multi_scale=None,
+@dataclass
+class TrainParts:
+    """The built pieces an epoch trains (the Trainer builds them once; tests build their own)."""
+    model: nn.Module
+    criterion: Callable             # (predictions, targets [M, 6]) -> (loss, {name: loss item})
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler    # enabled for fp16 autocast only
+    ema: Optional[ModelEMA] = None
+    multi_scale: Optional[Callable] = None   # (imgs, iteration) -> resized imgs (utils.data.loader.MultiScale)
+
+
+def train_one_epoch(parts: TrainParts, loader, hyp: Hyp, epoch: int, s: LoopSettings, state: LoopState,
                     first_batch_hook=None) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each named loss. ``first_batch_hook(imgs,
     targets)`` sees the first batch (for the training-mosaic plot)."""
+    model, criterion, optimizer, scaler = parts.model, parts.criterion, parts.optimizer, parts.scaler
     model.train()
     sums = torch.zeros(len(LOSS_NAMES))
     seen = 0
@@ -99,8 +110,8 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema:
         ni = state.iteration
         set_lr(optimizer, hyp, s.epochs, epoch, ni, s.warmup_iters)
         x = preprocess(imgs, s.device)
-        if multi_scale is not None:
-            x = multi_scale(x, ni)
+        if parts.multi_scale is not None:
+            x = parts.multi_scale(x, ni)
         with autocast(s.device, s.amp_dtype):
             preds = model(x)
         loss, items = criterion([p.float() for p in preds], targets.to(s.device))
@@ -113,7 +124,7 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scaler, ema:
         scaler.scale(loss).backward()
         last_batch_of_run = epoch == s.epochs - 1 and i == len(loader) - 1  # no gradient left unapplied
         if ni - state.last_opt_step >= accumulation_at(ni, s.warmup_iters, s.accumulate) or last_batch_of_run:
-            _optimizer_step(model, optimizer, scaler, ema, hyp)
+            _optimizer_step(model, optimizer, scaler, parts.ema, hyp)
             state.last_opt_step = ni
         sums += torch.stack([items[k].detach().float().cpu() for k in LOSS_NAMES])
         seen += 1

@@ -24,7 +24,7 @@ from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
 from utils.cli.device import select_device
 from utils.train.ema import ModelEMA, unwrap
 from utils.eval.evaluate import EvalSettings, evaluate, format_table
-from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, is_finite_model, train_one_epoch
+from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, TrainParts, is_finite_model, train_one_epoch
 from utils.train.loss import build_criterion
 from utils.train.runs import append_csv, increment_path, results_row, save_yaml, truncate_csv
 from utils.train.schedule import build_optimizer, lr_factor, warmup_iterations
@@ -231,13 +231,13 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def _build_loaders(self, opt: argparse.Namespace, gs: int) -> None:
-        from utils.data.loader import MultiScale, build_dataloader
+        from utils.data.loader import LoaderSettings, MultiScale, build_dataloader
         bs = opt.batch_size // self.world
-        self.train_loader = build_dataloader(self.train_info, opt.img_size, bs, self.hyp, augment=True, shuffle=True,
-                                             workers=opt.workers, seed=opt.seed, cache_ram=opt.cache == "ram",
-                                             rank=self.rank, world_size=self.world, stride=gs)
-        self.val_loader = build_dataloader(self.val_info, opt.img_size, bs * 2, self.hyp, workers=opt.workers,
-                                           stride=gs, rect=True) if dist.is_main() else None
+        train = LoaderSettings(opt.img_size, bs, augment=True, shuffle=True, stride=gs, workers=opt.workers,
+                               seed=opt.seed, cache_ram=opt.cache == "ram", rank=self.rank, world_size=self.world)
+        self.train_loader = build_dataloader(self.train_info, train, self.hyp)
+        val = LoaderSettings(opt.img_size, bs * 2, rect=True, stride=gs, workers=opt.workers)
+        self.val_loader = build_dataloader(self.val_info, val, self.hyp) if dist.is_main() else None
         self.multi_scale = MultiScale.from_hyp(opt.img_size, self.hyp, gs, opt.seed) if opt.multi_scale else None
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -390,6 +390,7 @@ def fit(t: Trainer) -> dict[str, Any]:
     opt, main = t.opt, dist.is_main()
     log = _Logger(t) if main else None
     s = t.settings()
+    parts = TrainParts(t.model, t.criterion, t.optimizer, t.scaler, t.ema, t.multi_scale)
     ev = EvalSettings(iou_thres=opt.iou_thres, nms=opt.nms)
     epoch, retries, stale, result = t.start_epoch, 0, 0, None
     while epoch < opt.epochs:
@@ -397,8 +398,7 @@ def fit(t: Trainer) -> dict[str, Any]:
         hook = log.first_batch if (main and epoch == 0) else None
         stop, diverged = False, None
         try:
-            losses = train_one_epoch(t.model, t.criterion, t.train_loader, t.optimizer, t.scaler, t.ema, t.hyp,
-                                     epoch, s, t.loop, t.multi_scale, first_batch_hook=hook)
+            losses = train_one_epoch(parts, t.train_loader, t.hyp, epoch, s, t.loop, first_batch_hook=hook)
             if not is_finite_model(t.model):
                 raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
         except NonFiniteLossError as err:

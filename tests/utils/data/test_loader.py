@@ -9,7 +9,7 @@ from data.scripts.make_shapes import make_shapes
 from utils.config import Hyp
 from utils.data.config import data_config_from_dict
 from utils.data.datasets import load_split
-from utils.data.loader import MultiScale, build_dataloader, collate, multi_scale_sizes, rect_batch_shapes, resize_batch
+from utils.data.loader import LoaderSettings, MultiScale, build_dataloader, collate, multi_scale_sizes, rect_batch_shapes, resize_batch
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def batches(loader, n=None):
 
 def test_train_batch_layout(shapes_info):
     train, _ = shapes_info
-    loader = build_dataloader(train, 96, 4, Hyp(), augment=True, shuffle=True, workers=0, seed=0)
+    loader = build_dataloader(train, LoaderSettings(96, 4, augment=True, shuffle=True, workers=0, seed=0), Hyp())
     assert len(loader) == 3
     seen = []
     for imgs, targets, paths, shapes, indices in loader:
@@ -48,7 +48,7 @@ def test_train_batch_layout(shapes_info):
 
 def test_val_batch_is_letterbox_only_and_shapes_map_back(shapes_info):
     _, val = shapes_info
-    loader = build_dataloader(val, 128, 5, augment=False, shuffle=False, workers=0)
+    loader = build_dataloader(val, LoaderSettings(128, 5, augment=False, shuffle=False, workers=0))
     imgs, targets, paths, shapes, indices = next(iter(loader))
     assert imgs.shape == (5, 3, 128, 128) and indices == [0, 1, 2, 3, 4]
     for k, (rec, ((h0, w0), ((rh, rw), (pw, ph)))) in enumerate(zip(val.records, shapes)):
@@ -66,7 +66,7 @@ def test_val_batch_is_letterbox_only_and_shapes_map_back(shapes_info):
 def test_same_seed_same_batches_any_worker_count(shapes_info):
     train, _ = shapes_info
     hyp = dataclasses.replace(Hyp(), mixup=0.5, degrees=5.0, flipud=0.5)
-    runs = [batches(build_dataloader(train, 64, 4, hyp, augment=True, shuffle=True, workers=w, seed=s))
+    runs = [batches(build_dataloader(train, LoaderSettings(64, 4, augment=True, shuffle=True, workers=w, seed=s), hyp))
             for w, s in [(0, 7), (0, 7), (2, 7), (0, 8)]]
     for other in runs[1:3]:
         for (i1, t1, *_, x1), (i2, t2, *_, x2) in zip(runs[0], other):
@@ -76,7 +76,7 @@ def test_same_seed_same_batches_any_worker_count(shapes_info):
 
 def test_epochs_differ_and_set_epoch_repeats(shapes_info):
     train, _ = shapes_info
-    loader = build_dataloader(train, 64, 12, Hyp(), augment=True, shuffle=True, seed=1)
+    loader = build_dataloader(train, LoaderSettings(64, 12, augment=True, shuffle=True, seed=1), Hyp())
     e0, e1 = next(iter(loader)), next(iter(loader))
     assert e0[4] != e1[4]  # a new order each pass without set_epoch
     loader.sampler.set_epoch(5)
@@ -88,7 +88,7 @@ def test_epochs_differ_and_set_epoch_repeats(shapes_info):
 
 def test_distributed_shards_cover_the_split(shapes_info):
     train, _ = shapes_info
-    parts = [build_dataloader(train, 64, 2, augment=False, shuffle=True, seed=0, rank=r, world_size=3)
+    parts = [build_dataloader(train, LoaderSettings(64, 2, augment=False, shuffle=True, seed=0, rank=r, world_size=3))
              for r in range(3)]
     indices = [i for p in parts for b in p for i in b[4]]
     assert len(indices) == 12 and sorted(indices) == list(range(12))
@@ -99,7 +99,7 @@ def test_rect_batches_and_collate_padding(shapes_info):
     sizes = np.array([[r.height, r.width] for r in val.records], float)
     order = np.argsort(sizes[:, 0] / sizes[:, 1], kind="stable")
     expect = rect_batch_shapes(sizes[order], 128, 2, 32)
-    loader = build_dataloader(val, 128, 2, augment=False, rect=True, workers=0)
+    loader = build_dataloader(val, LoaderSettings(128, 2, augment=False, rect=True, workers=0))
     got = [tuple(b[0].shape[2:]) for b in loader]
     assert got == [tuple(s) for s in expect]
     assert [i for b in loader for i in b[4]] == order.tolist()
