@@ -17,22 +17,21 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from utils.cli.checks import OneLineParser, check_freeze, float_in, int_at_least
-from utils.config import ConfigError
+from utils.cli.common import exit_code, log_to_terminal
+from utils.config import OPTIMIZERS, ConfigError
+from utils.train.options import (AMP_CHOICES, NMS_KINDS, TASKS, RunComplete, TrainOptions, options_from_args,
+                                 resolve_resume)
 
 LOGGER = logging.getLogger("train")
-TASK_DEFAULTS = {  # what an omitted flag means for each --task
-    "detect": {"cfg": "configs/yolov4_n.yaml", "data": "data/shapes.yaml", "hyp": "configs/hyp.shapes.yaml",
-               "epochs": 40, "img_size": 160},
-    "classify": {"cfg": "configs/darknet19_cls_n.yaml", "data": "data/shapes_cls.yaml",
-                 "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 30, "img_size": 64, "batch_size": 32},
-}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> TrainOptions:
+    """The command line as options (an omitted flag takes its --task default; see utils/train/options.py)."""
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=("detect", "classify"), default="detect",
+    ap.add_argument("--task", choices=TASKS, default="detect",
                     help="classify: an image classifier (Classify head) on an imagefolder dataset")
     ap.add_argument("--cfg", default=None, help="model YAML (default configs/yolov4_n.yaml; classify: darknet19_cls_n.yaml)")
     ap.add_argument("--data", default=None, help="dataset YAML (default data/shapes.yaml; classify: data/shapes_cls.yaml)")
@@ -52,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--evolve", type=int_at_least(1), default=None, metavar="N",
                     help="hyperparameter evolution: N generations of mutated --hyp values (utils/train/evolve.py)")
     ap.add_argument("--seed", type=int_at_least(0), default=0)
-    ap.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help="overrides the hyp YAML")
+    ap.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="overrides the hyp YAML")
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
     ap.add_argument("--multi-scale", action="store_true", help="vary the image size every few batches (seed 004)")
     ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
@@ -60,105 +59,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--freeze", type=int_at_least(0), nargs="+", default=[],
                     help="freeze the first N layers, or these layer indices")
     ap.add_argument("--cache", choices=("ram",), default=None, help="cache decoded images in RAM")
-    ap.add_argument("--amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
+    ap.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                     help="mixed precision: auto = fp16 on CUDA, off on CPU")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="train in channels_last memory format (faster convolutions on CPU and CUDA)")
-    ap.add_argument("--nms", choices=("nms", "diou"), default="nms", help="NMS kind for validation")
+    ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="NMS kind for validation")
     ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="validation NMS IoU threshold")
     ap.add_argument("--noautoanchor", action="store_true", help="keep the YAML anchors even if k-means fits better")
     ap.add_argument("--nan-retries", type=int_at_least(0), default=3, help="reloads of last.pt after repeated non-finite losses")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--download", action="store_true",
                     help="allow the dataset YAML's 'download' entry to run when the data is missing")
-    opt = ap.parse_args(argv)
-    if opt.evolve and (opt.resume or opt.task == "classify"):
+    ns = ap.parse_args(argv)
+    if ns.evolve and (ns.resume or ns.task == "classify"):
         ap.error("--evolve does not combine with " + ("--resume (run the same --evolve command again to continue an "
-                 "evolution)" if opt.resume else "--task classify"))
-    opt.project = opt.project or ("runs/evolve" if opt.evolve else "runs/train")
-    for key in ("batch_size", "workers", "device", "epochs"):  # --resume keeps the run's values unless given
-        setattr(opt, f"{key}_given", getattr(opt, key) is not None)
-    defaults = TASK_DEFAULTS[opt.task] if not opt.resume else TASK_DEFAULTS["detect"]
-    for key, value in defaults.items():
-        if getattr(opt, key) is None:
-            setattr(opt, key, value)
-    opt.batch_size = 16 if opt.batch_size is None else opt.batch_size
-    opt.device = "" if opt.device is None else opt.device
-    return opt  # workers None: the Trainer picks the device's default
+                 "evolution)" if ns.resume else "--task classify"))
+    return options_from_args(ns)
 
 
-def prepare(opt: argparse.Namespace) -> None:
-    """Before anything is built: say what a --resume checkpoint names, check --freeze against the
-    model, and fetch a missing dataset only with consent (--download, or a yes at a prompt)."""
+def prepare(opt: TrainOptions) -> TrainOptions:
+    """Before anything is built: resolve --resume (and say what its checkpoint names), check --freeze
+    against the model, and fetch a missing dataset only with consent (--download, or a yes at a
+    prompt). Returns the options of the run to train (under --resume: the checkpoint's)."""
     from models.yolo import load_model_cfg
     from utils.data.config import ensure_dataset, load_data_config
-    from utils.train.checkpoint import RESUME_KEYS, CheckpointError, load_checkpoint, require_keys, remove_stale_temporaries
-    run = opt
+    from utils.train.checkpoint import RESUME_KEYS, load_checkpoint, require_keys, remove_stale_temporaries
     if opt.resume:
-        from utils.train.trainer import resolve_resume
-        try:
-            run, path = resolve_resume(opt)
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"--resume {opt.resume}: not a checkpoint of a training run ({e!r} missing or "
-                                  f"malformed)") from None
-        LOGGER.info("--resume %s: the checkpoint names cfg %s, data %s, weights %s", path, run.cfg, run.data,
-                    run.weights or "(none)")
+        opt = resolve_resume(opt) if not opt.save_dir else opt
+        path = Path(opt.resume)
+        LOGGER.info("--resume %s: the checkpoint names cfg %s, data %s, weights %s", path, opt.cfg, opt.data,
+                    opt.weights or "(none)")
         require_keys(load_checkpoint(path), RESUME_KEYS, path, "resume")
         for name in ("last.pt", "best.pt"):
             remove_stale_temporaries(path.parent / name)
-    if run.weights:
-        require_keys(load_checkpoint(run.weights), ("model",), run.weights, "take initial weights")
-    if run.freeze:
-        rows = [load_model_cfg(run.cfg).get(k) for k in ("backbone", "head")]
+    if opt.weights:
+        require_keys(load_checkpoint(opt.weights), ("model",), opt.weights, "take initial weights")
+    if opt.freeze:
+        rows = [load_model_cfg(opt.cfg).get(k) for k in ("backbone", "head")]
         if all(isinstance(r, list) for r in rows):  # otherwise building the model names the problem
-            check_freeze(run.freeze, len(rows[0]) + len(rows[1]), run.cfg)
+            check_freeze(list(opt.freeze), len(rows[0]) + len(rows[1]), opt.cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun rank 0 fetches after the processes connect
-        ensure_dataset(load_data_config(run.data), download=True, allowed=opt.download)
+        ensure_dataset(load_data_config(opt.data), download=True, allowed=opt.download)
+    return opt
+
+
+def detect(opt: TrainOptions) -> None:
+    """--task detect: N runs of mutated hyps under --evolve N, else one run."""
+    from utils.train.evolve import run_evolution
+    from utils.train.trainer import Trainer
+    run = prepare(opt)
+    if opt.evolve:
+        print(run_evolution(run))
+        return
+    summary = Trainer(run).fit()
+    print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
+
+
+def classify(opt: TrainOptions) -> None:
+    """--task classify: utils.train.classify's trainer (same optimiser, schedules, EMA and checkpoints)."""
+    from utils.train.classify import ClassifyTrainer
+    summary = ClassifyTrainer(opt).fit()
+    print(f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  (best top-1 {summary['best_top1']:.4f}) "
+          f"in {summary['seconds']:.0f} s  results in {summary['save_dir']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_terminal()
     opt = parse_args(argv)
-    from utils.train.trainer import RunComplete, Trainer, TrainingStopped, fit
     if opt.task == "classify":
-        return classify(opt)
-    try:
-        prepare(opt)
-        if opt.evolve:  # N ordinary runs of mutated hyps, one after another
-            from utils.train.evolve import run_evolution
-            print(run_evolution(opt))
-            return 0
-        summary = fit(Trainer(opt))
-    except RunComplete as e:
-        print(e)
-        return 0
-    except (ConfigError, TrainingStopped) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = ("evolve.csv keeps the finished generations; run the same command again" if opt.evolve else
-                "weights/last.pt holds the last finished epoch; continue with --resume")
-        print(f"interrupted: {hint}", file=sys.stderr)
-        return 130
-    if summary["save_dir"]:
-        print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
-    return 0
-
-
-def classify(opt: argparse.Namespace) -> int:
-    """--task classify: utils.train.classify's trainer (same optimiser, schedules, EMA and checkpoints)."""
-    from utils.train.classify import ClassifyTrainer, fit_classifier
-    try:
-        summary = fit_classifier(ClassifyTrainer(opt))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: weights/last.pt holds the last finished epoch", file=sys.stderr)
-        return 130
-    print(f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  (best top-1 {summary['best_top1']:.4f}) "
-          f"in {summary['seconds']:.0f} s  results in {summary['save_dir']}")
-    return 0
+        return exit_code(lambda: classify(opt), interrupted="weights/last.pt holds the last finished epoch")
+    from utils.train.trainer import TrainingStopped
+    hint = ("evolve.csv keeps the finished generations; run the same command again" if opt.evolve else
+            "weights/last.pt holds the last finished epoch; continue with --resume")
+    return exit_code(lambda: detect(opt), errors=(ConfigError, TrainingStopped), done=(RunComplete,), interrupted=hint)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,18 @@ def test_resume_checkpoint_that_does_not_fit_is_one_line(two_epoch_run, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert f"--resume {last}: its weights do not fit" in err and key in err
+
+
+def test_resume_of_a_checkpoint_with_the_old_options_dict(two_epoch_run, tmp_path, capsys):
+    """A checkpoint written before TrainOptions (train.py's Namespace with ``*_given`` keys and, older
+    still, no ``channels_last``) resumes, and saves its options in the new shape."""
+    last = _copy_run(two_epoch_run, tmp_path / "run")
+    ckpt = load_checkpoint(last)
+    old = {k: v for k, v in ckpt["opt"].items() if k not in ("given", "save_dir", "channels_last")}
+    ckpt["opt"] = {**old, "batch_size_given": True, "workers_given": True, "device_given": True, "epochs_given": True}
+    save_checkpoint({k: v for k, v in ckpt.items() if k not in ("kind", "version")}, last)
+    assert train.main(["--resume", str(last), "--epochs", "3", "--quiet"]) == 0
+    assert [int(r["epoch"]) for r in _rows(tmp_path / "run")] == [0, 1, 2]   # exactly the one extra epoch
+    opt = load_checkpoint(last)["opt"]
+    assert opt["epochs"] == 3 and opt["channels_last"] is False and opt["given"] == ["epochs"]
+    assert not any(k.endswith("_given") for k in opt)

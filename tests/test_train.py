@@ -235,14 +235,15 @@ def test_default_workers(monkeypatch, kind, cores, world, expected):
 
 def test_channels_last_model_computes_the_same():
     """--channels-last (the default) changes the memory layout only: same outputs, same gradients."""
-    from argparse import Namespace
+    import dataclasses
     from utils.config import Hyp
     from utils.train.loss import build_criterion
+    from utils.train.options import TrainOptions
     from utils.train.trainer import build_model
     torch.manual_seed(0)
-    opt = Namespace(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), weights="", freeze=[], channels_last=False)
+    opt = TrainOptions(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), channels_last=False)
     plain = build_model(opt, 4, torch.device("cpu"), 0.1)
-    nhwc = build_model(Namespace(**{**vars(opt), "channels_last": True}), 4, torch.device("cpu"), 0.1)
+    nhwc = build_model(dataclasses.replace(opt, channels_last=True), 4, torch.device("cpu"), 0.1)
     nhwc.load_state_dict(plain.state_dict())
     conv = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)

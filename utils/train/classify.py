@@ -1,6 +1,7 @@
 """Image-classification training and evaluation (seed 004's "Training for classification").
 
-``train.py --task classify`` builds a :class:`ClassifyTrainer` and calls :func:`fit_classifier`.
+``train.py --task classify`` builds a :class:`ClassifyTrainer` from the same
+:class:`~utils.train.options.TrainOptions` as detection and calls its ``fit()``.
 It shares the detection side's optimiser (three parameter groups), lr schedules and warm-up
 (``utils.train.schedule``, incl. ``lr_schedule: poly``), gradient accumulation to ``nbs``, EMA, atomic
 checkpoints and run folders; the loss is softmax cross entropy (``label_smoothing`` from the hyp).
@@ -11,7 +12,6 @@ in ``ema``), ``results.csv`` (epoch, train/loss, val/loss, metrics/top1, metrics
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -34,6 +34,7 @@ from utils.cli.device import select_device
 from utils.train.ema import ModelEMA
 from utils.eval.evaluate import preprocess
 from utils.train.loop import autocast
+from utils.train.options import TrainOptions, options_to_dict
 from utils.train.runs import append_csv, increment_path, save_yaml
 from utils.train.schedule import accumulation_at, build_optimizer, set_lr, warmup_iterations
 from utils.train.transfer import transfer_weights
@@ -82,9 +83,9 @@ def build_classifier(cfg_path: str, nc: int, bn_momentum: float, weights: str = 
 
 
 class ClassifyTrainer:
-    """The built pieces of one classification run (options namespace from train.py)."""
+    """The built pieces of one classification run, and :meth:`fit` (its epoch loop)."""
 
-    def __init__(self, opt: argparse.Namespace):
+    def __init__(self, opt: TrainOptions):
         if opt.resume:
             raise ConfigError("--resume is not supported with --task classify yet; start a new run "
                               "(--weights last.pt keeps the weights)")
@@ -99,7 +100,7 @@ class ClassifyTrainer:
         self.device = select_device(opt.device)
         torch.manual_seed(opt.seed)
         cfg = load_classify_config(opt.data)
-        ensure_dataset(cfg, download=True, allowed=getattr(opt, "download", False))
+        ensure_dataset(cfg, download=True, allowed=opt.download)
         self.train_split = load_classify_split(cfg, "train")
         self.val_split = load_classify_split(cfg, "val", self.train_split.names)
         self.names = self.train_split.names
@@ -118,12 +119,36 @@ class ClassifyTrainer:
         self.iteration, self.last_step = 0, -1
 
     def checkpoint(self, epoch: int, best: float, metrics: dict[str, float]) -> dict[str, Any]:
-        from utils.train.trainer import _plain_opt
         return {"task": "classify", "epoch": epoch, "best_fitness": best, "model_cfg": self.model.yaml,
                 "names": list(self.names), "model": self.model.state_dict(),
                 "ema": self.ema.ema.state_dict() if self.ema else None,
                 "ema_updates": self.ema.updates if self.ema else 0, "optimizer": self.optimizer.state_dict(),
-                "hyp": self.hyp.to_dict(), "opt": _plain_opt(self.opt), "metrics": metrics}
+                "hyp": self.hyp.to_dict(), "opt": options_to_dict(self.opt), "metrics": metrics}
+
+    def fit(self) -> dict[str, Any]:
+        """Train ``opt.epochs`` epochs, evaluating (EMA weights) and checkpointing after each."""
+        opt, wdir = self.opt, self.save_dir / "weights"
+        wdir.mkdir(parents=True, exist_ok=True)
+        save_yaml(self.save_dir / "hyp.yaml", self.hyp.to_dict())
+        save_yaml(self.save_dir / "opt.yaml", options_to_dict(opt))
+        best, m, start = -1.0, {}, time.perf_counter()
+        for epoch in range(opt.epochs):
+            train_loss = train_classify_epoch(self, epoch)
+            m = evaluate_classifier(self.ema.ema if self.ema else self.model, self.val_loader, self.device)
+            lrs = {f"x/lr{j}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)}
+            row = {"epoch": epoch, "train/loss": train_loss, "val/loss": m["loss"], "metrics/top1": m["top1"],
+                   "metrics/top5": m["top5"], **lrs}
+            append_csv(self.save_dir / "results.csv", row)
+            metrics = {k: v for k, v in row.items() if k.startswith("metrics/")}
+            ckpt = self.checkpoint(epoch, max(best, m["top1"]), metrics)
+            save_checkpoint(ckpt, wdir / "last.pt")
+            if m["top1"] > best:
+                best = m["top1"]
+                save_checkpoint(ckpt, wdir / "best.pt")
+            LOGGER.info("epoch %d/%d: train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f", epoch + 1, opt.epochs,
+                        train_loss, m["loss"], m["top1"], m["top5"])
+        return {"save_dir": str(self.save_dir), "top1": m.get("top1", math.nan), "top5": m.get("top5", math.nan),
+                "best_top1": best, "seconds": time.perf_counter() - start}
 
 
 def train_classify_epoch(t: ClassifyTrainer, epoch: int) -> float:
@@ -154,31 +179,6 @@ def train_classify_epoch(t: ClassifyTrainer, epoch: int) -> float:
         total, seen = total + float(loss.detach()) * imgs.shape[0], seen + imgs.shape[0]
         bar.set_postfix_str(f"loss={total / seen:.4f}")
     return total / max(seen, 1)
-
-
-def fit_classifier(t: ClassifyTrainer) -> dict[str, Any]:
-    """Train ``opt.epochs`` epochs, evaluating (EMA weights) and checkpointing after each."""
-    opt, wdir = t.opt, t.save_dir / "weights"
-    wdir.mkdir(parents=True, exist_ok=True)
-    save_yaml(t.save_dir / "hyp.yaml", t.hyp.to_dict())
-    from utils.train.trainer import _plain_opt
-    save_yaml(t.save_dir / "opt.yaml", _plain_opt(opt))
-    best, m, start = -1.0, {}, time.perf_counter()
-    for epoch in range(opt.epochs):
-        train_loss = train_classify_epoch(t, epoch)
-        m = evaluate_classifier(t.ema.ema if t.ema else t.model, t.val_loader, t.device)
-        row = {"epoch": epoch, "train/loss": train_loss, "val/loss": m["loss"], "metrics/top1": m["top1"],
-               "metrics/top5": m["top5"], **{f"x/lr{j}": g["lr"] for j, g in enumerate(t.optimizer.param_groups)}}
-        append_csv(t.save_dir / "results.csv", row)
-        ckpt = t.checkpoint(epoch, max(best, m["top1"]), {k: v for k, v in row.items() if k.startswith("metrics/")})
-        save_checkpoint(ckpt, wdir / "last.pt")
-        if m["top1"] > best:
-            best = m["top1"]
-            save_checkpoint(ckpt, wdir / "best.pt")
-        LOGGER.info("epoch %d/%d: train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f", epoch + 1, opt.epochs,
-                    train_loss, m["loss"], m["top1"], m["top5"])
-    return {"save_dir": str(t.save_dir), "top1": m.get("top1", math.nan), "top5": m.get("top5", math.nan),
-            "best_top1": best, "seconds": time.perf_counter() - start}
 
 
 def test_classifier(weights: str, data: str, split: str, img_size: int | None, batch_size: int, device: str,

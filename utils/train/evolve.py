@@ -18,7 +18,6 @@ and the earlier rows, so a resumed search draws what an uninterrupted one would 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import gc
@@ -33,7 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from utils.config import RANGES, ConfigError, Hyp, hyp_from_dict, load_hyp, read_yaml, replace
+from utils.config import RANGES, ConfigError, Hyp, hyp_from_dict, read_yaml
+from utils.train.options import TrainOptions, options_to_dict, run_hyp
 
 LOGGER = logging.getLogger(__name__)
 
@@ -229,18 +229,10 @@ def write_best(path: Path, history: list[Generation], base: Hyp) -> None:
     path.write_text(header + yaml.safe_dump({**base.to_dict(), **b.genes}, sort_keys=False))
 
 
-def base_hyp(opt: argparse.Namespace) -> Hyp:
-    """The --hyp file with the flags that override it folded in, so hyp_evolve.yaml is what trained."""
-    hyp = load_hyp(opt.hyp)
-    overrides = {"optimizer": opt.optimizer} if opt.optimizer else {}
-    if opt.cos_lr:
-        overrides["lr_schedule"] = "cosine"
-    return replace(hyp, **overrides) if overrides else hyp
-
-
-def check_settings(path: Path, opt: argparse.Namespace, base: Hyp) -> None:
+def check_settings(path: Path, opt: TrainOptions, base: Hyp) -> None:
     """Write ``evolve_opt.yaml`` on the first run; later runs must repeat its settings."""
-    now = {**{k: getattr(opt, k) for k in SHARED_FLAGS}, "hyp": base.to_dict()}
+    plain = options_to_dict(opt)
+    now = {**{k: plain[k] for k in SHARED_FLAGS}, "hyp": base.to_dict()}
     now = yaml.safe_load(yaml.safe_dump(now, sort_keys=False))  # tuples become lists, as in the file
     if not path.exists():
         path.write_text(yaml.safe_dump(now, sort_keys=False))
@@ -257,19 +249,19 @@ def check_settings(path: Path, opt: argparse.Namespace, base: Hyp) -> None:
                               f"this command gives {now[key]!r}; repeat its flags or give another --name")
 
 
-def train_generation(opt: argparse.Namespace, root: Path, k: int, hyp: Hyp) -> tuple[float, float]:
+def train_generation(opt: TrainOptions, root: Path, k: int, hyp: Hyp) -> tuple[float, float]:
     """(final mAP@0.5, mAP@0.5:0.95) of an ordinary run of ``hyp`` in ``root/gen_<k>`` (0, 0 if it diverged)."""
     from utils.train.runs import save_yaml
-    from utils.train.trainer import Trainer, TrainingStopped, fit
+    from utils.train.trainer import Trainer, TrainingStopped
     gen_dir = root / f"gen_{k}"
     if gen_dir.exists():  # an attempt at this generation was interrupted: start it afresh
         shutil.rmtree(gen_dir)
     gen_dir.mkdir(parents=True)
-    save_yaml(gen_dir / "hyp.yaml", hyp.to_dict())  # the run reads it (and writes the same hyp.yaml back)
-    run = argparse.Namespace(**{**vars(opt), "hyp": str(gen_dir / "hyp.yaml"), "project": str(root),
-                                "name": gen_dir.name, "exist_ok": True, "resume": False})
+    save_yaml(gen_dir / "hyp.yaml", hyp.to_dict())  # the record (the run is given the Hyp itself)
+    run = dataclasses.replace(opt, hyp=str(gen_dir / "hyp.yaml"), project=str(root), name=gen_dir.name,
+                              exist_ok=True, resume=False, evolve=None)
     try:
-        summary = fit(Trainer(run))
+        summary = Trainer(run, hyp).fit()
     except TrainingStopped as e:
         LOGGER.warning("generation %d stopped (%s): fitness 0", k, e)
         return 0.0, 0.0
@@ -284,13 +276,13 @@ def _changes(base: dict[str, Any], genes: dict[str, Any]) -> str:
     return ", ".join(diff) if diff else "none"
 
 
-def run_evolution(opt: argparse.Namespace) -> str:
+def run_evolution(opt: TrainOptions) -> str:
     """Train generations until ``evolve.csv`` has ``opt.evolve`` rows; return a one-line summary."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--evolve runs generations one after another in one process; start it without torchrun")
     root = Path(opt.project) / opt.name
     root.mkdir(parents=True, exist_ok=True)
-    base = base_hyp(opt)
+    base = run_hyp(opt)  # the --hyp file with --optimizer / --cos-lr folded in: what generation 0 trains
     check_settings(root / "evolve_opt.yaml", opt, base)
     history = read_history(root / "evolve.csv")
     if history:

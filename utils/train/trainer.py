@@ -1,11 +1,12 @@
 """Everything train.py does, as build_* steps around the one epoch loop of utils.train.loop.
 
-The options namespace (from train.py's parser, or restored from a checkpoint on --resume) flows
-into the builders; the Hyp object is read-only. Rank 0 evaluates, logs and writes checkpoints.
+:class:`Trainer` builds one run from a :class:`~utils.train.options.TrainOptions` (from train.py's
+flags, or from a checkpoint on --resume) and a Hyp, both read-only; ``Trainer(opt).fit()`` trains
+it. Rank 0 evaluates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -20,12 +21,13 @@ from torch import nn
 from models.yolo import Model
 from utils.train import dist
 from utils.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
+from utils.config import ConfigError, Hyp, hyp_from_dict
 from utils.cli.device import select_device
 from utils.train.ema import ModelEMA, unwrap
 from utils.eval.evaluate import EvalSettings, evaluate, format_table
 from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, TrainParts, is_finite_model, train_one_epoch
 from utils.train.loss import build_criterion
+from utils.train.options import TrainOptions, hyp_with_flags, options_to_dict, resolve_resume, run_hyp
 from utils.train.runs import append_csv, increment_path, results_row, save_yaml, truncate_csv
 from utils.train.schedule import build_optimizer, lr_factor, warmup_iterations
 
@@ -34,11 +36,6 @@ LOGGER = logging.getLogger(__name__)
 
 class TrainingStopped(RuntimeError):
     """Training cannot go on (repeated non-finite losses); the message says why and what to do."""
-
-
-class RunComplete(Exception):
-    """``--resume`` of a run that has trained all its epochs (or stopped early); the message says how
-    to train longer."""
 
 
 def seed_everything(seed: int) -> None:
@@ -77,39 +74,6 @@ def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def resolve_resume(opt: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
-    """Options of the run being resumed, with --device/--batch-size/--workers overrides and
-    ``--epochs N`` extending (or finishing) it to N epochs. Raises RunComplete when nothing is left."""
-    if opt.resume is True or opt.resume == "":
-        found = sorted(Path(opt.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise ConfigError(f"--resume: no runs with weights/last.pt under {opt.project}")
-        path = found[-1]
-    else:
-        path = Path(opt.resume)
-    ckpt = load_checkpoint(path)
-    saved = argparse.Namespace(**ckpt["opt"])
-    for key in ("device", "batch_size", "workers"):
-        if getattr(opt, f"{key}_given", False):
-            setattr(saved, key, getattr(opt, key))
-    saved.download = bool(getattr(opt, "download", False))  # consent is this command's, never the checkpoint's
-    done = int(ckpt["epoch"]) + 1
-    if getattr(opt, "epochs_given", False):
-        if opt.epochs < done:
-            raise ConfigError(f"--epochs {opt.epochs}: {path} has already trained {done} epochs; a run cannot be "
-                              f"shortened (give more than {done} to train longer)")
-        complete = opt.epochs == done
-        saved.epochs = opt.epochs
-    else:
-        complete = done >= saved.epochs or bool(ckpt.get("finished", False))
-    if complete:
-        how = "stopped early" if done < saved.epochs else "all epochs trained"
-        raise RunComplete(f"{path}: the run is complete ({done} of {saved.epochs} epochs, {how}); to train longer, "
-                          f"extend it: python train.py --resume {path} --epochs {done + max(done // 2, 1)}")
-    saved.resume, saved.save_dir = str(path), str(path.parent.parent)
-    return saved, path
-
-
 def resume_model_cfg(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The architecture a checkpoint was trained with (the YAML on disk may have changed since)."""
     cfg = dict(ckpt["model_cfg"])
@@ -133,17 +97,17 @@ def _freeze(model: nn.Module, freeze: list[int]) -> None:
             p.requires_grad_(False)
 
 
-def build_data(opt: argparse.Namespace):
+def build_data(opt: TrainOptions):
     from utils.data.config import ensure_dataset, load_data_config
     from utils.data.datasets import load_split
     cfg = load_data_config(opt.data)
     if dist.is_main():
-        ensure_dataset(cfg, download=True, allowed=getattr(opt, "download", False))
+        ensure_dataset(cfg, download=True, allowed=opt.download)
     dist.barrier()
     return load_split(cfg, "train"), load_split(cfg, "val")
 
 
-def build_model(opt: argparse.Namespace, nc: int, device: torch.device, bn_momentum: float = 0.03,
+def build_model(opt: TrainOptions, nc: int, device: torch.device, bn_momentum: float = 0.03,
                 cfg: dict[str, Any] | None = None) -> Model:
     """``cfg``: a resumed checkpoint's own architecture instead of the YAML that ``opt.cfg`` names."""
     model = Model(cfg if cfg is not None else opt.cfg, nc=nc)
@@ -157,7 +121,7 @@ def build_model(opt: argparse.Namespace, nc: int, device: torch.device, bn_momen
     model = model.to(device)
     # channels_last weights make every convolution (and the BN/activation between them) run in
     # NHWC; the input needs no conversion, the first convolution's output follows its weight.
-    return model.to(memory_format=torch.channels_last) if getattr(opt, "channels_last", False) else model
+    return model.to(memory_format=torch.channels_last) if opt.channels_last else model
 
 
 def _check_anchors(model: Model, info, hyp: Hyp, img_size: int) -> None:
@@ -171,32 +135,29 @@ def _check_anchors(model: Model, info, hyp: Hyp, img_size: int) -> None:
 
 
 class Trainer:
-    """Holds the built pieces of one run; ``fit()`` is the epoch loop."""
+    """One run: the built pieces (model, criterion, optimiser, EMA, loaders) and :meth:`fit`, the
+    epoch loop. ``opt.resume`` names the last.pt to continue (resolved by ``resolve_resume``; a
+    bare ``--resume`` is resolved here); ``hyp``: train with it instead of ``opt.hyp`` (evolution)."""
 
-    def __init__(self, opt: argparse.Namespace):
+    def __init__(self, opt: TrainOptions, hyp: Hyp | None = None):
         self.rank, local_rank, self.world = dist.world()
         self.device = select_device(opt.device, local_rank)
         if self.world > 1:
             dist.init(self.device)
-        resume_path = None
-        if opt.resume:
-            opt, resume_path = resolve_resume(opt)
-        self.opt = opt
-        ckpt = load_checkpoint(resume_path) if resume_path else None
-        hyp = hyp_from_dict(ckpt["hyp"], str(resume_path)) if ckpt else load_hyp(opt.hyp)
-        overrides = {}                       # command-line flags that override the hyp YAML (not on resume)
-        if opt.optimizer and opt.optimizer != hyp.optimizer:
-            overrides["optimizer"] = opt.optimizer
-        if opt.cos_lr and not ckpt:
-            overrides["lr_schedule"] = "cosine"
-        self.hyp = replace(hyp, **overrides) if overrides else hyp
+        if opt.resume and not opt.save_dir:
+            opt = resolve_resume(opt)
+        ckpt = load_checkpoint(opt.resume) if opt.resume else None
+        if hyp is None:
+            hyp = hyp_with_flags(hyp_from_dict(ckpt["hyp"], str(opt.resume)), opt) if ckpt else run_hyp(opt)
+        self.hyp = hyp
         seed_everything(opt.seed + max(self.rank, 0))
         if opt.workers is None:
-            opt.workers = default_workers(self.device, self.world)
+            opt = dataclasses.replace(opt, workers=default_workers(self.device, self.world))
         if self.device.type == "cpu":
             cpu_threads(opt.workers, self.world)
-        self.save_dir = Path(opt.save_dir) if resume_path else increment_path(Path(opt.project) / opt.name, opt.exist_ok)
-        self.save_dir = Path(dist.broadcast_object(str(self.save_dir)))
+        save_dir = Path(opt.save_dir) if ckpt else increment_path(Path(opt.project) / opt.name, opt.exist_ok)
+        self.save_dir = Path(dist.broadcast_object(str(save_dir)))
+        self.opt = opt = dataclasses.replace(opt, save_dir=str(self.save_dir))
         self.wdir = self.save_dir / "weights"
         self.train_info, self.val_info = build_data(opt)
         self.names = self.train_info.names
@@ -207,14 +168,14 @@ class Trainer:
             raise ConfigError(f"--img-size {opt.img_size} must be a multiple of the largest stride {gs}")
         if not ckpt and not opt.noautoanchor and dist.is_main():
             _check_anchors(self.model, self.train_info, self.hyp, opt.img_size)
-        self._build_optimisation(opt, gs)
+        self._build_optimisation(gs)
         self.start_epoch, self.best_fitness, self.loop = 0, -1.0, LoopState()
         if ckpt:
-            self._restore(ckpt)
-        self._build_loaders(opt, gs)
+            self.restore(ckpt)
+        self._build_loaders(gs)
 
-    def _build_optimisation(self, opt: argparse.Namespace, gs: int) -> None:
-        hyp = self.hyp
+    def _build_optimisation(self, gs: int) -> None:
+        hyp, opt = self.hyp, self.opt
         self.accumulate = max(round(hyp.nbs / opt.batch_size), 1)
         wd = hyp.weight_decay * opt.batch_size * self.accumulate / hyp.nbs
         self.optimizer = build_optimizer(self.model, hyp.optimizer, hyp.lr0, hyp.momentum, wd)
@@ -230,9 +191,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-    def _build_loaders(self, opt: argparse.Namespace, gs: int) -> None:
+    def _build_loaders(self, gs: int) -> None:
         from utils.data.loader import LoaderSettings, MultiScale, build_dataloader
-        bs = opt.batch_size // self.world
+        opt, bs = self.opt, self.opt.batch_size // self.world
         train = LoaderSettings(opt.img_size, bs, augment=True, shuffle=True, stride=gs, workers=opt.workers,
                                seed=opt.seed, cache_ram=opt.cache == "ram", rank=self.rank, world_size=self.world)
         self.train_loader = build_dataloader(self.train_info, train, self.hyp)
@@ -240,7 +201,8 @@ class Trainer:
         self.val_loader = build_dataloader(self.val_info, val, self.hyp) if dist.is_main() else None
         self.multi_scale = MultiScale.from_hyp(opt.img_size, self.hyp, gs, opt.seed) if opt.multi_scale else None
 
-    def _restore(self, ckpt: dict[str, Any]) -> None:
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Weights, optimiser, scaler, EMA, counters and RNG states of a checkpoint of this run."""
         try:
             unwrap(self.model).load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -279,23 +241,86 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "loop": {"iteration": self.loop.iteration, "last_opt_step": self.loop.last_opt_step,
                          "recent": [float(v) for v in self.loop.recent]},
-                "rng": rng_state(), "hyp": self.hyp.to_dict(), "opt": _plain_opt(self.opt), "metrics": metrics}
+                "rng": rng_state(), "hyp": self.hyp.to_dict(), "opt": options_to_dict(self.opt), "metrics": metrics}
 
     def settings(self) -> LoopSettings:
         nb = len(self.train_loader)
         return LoopSettings(self.device, self.opt.epochs, self.accumulate, warmup_iterations(self.hyp, nb),
                             self.amp, show_progress=dist.is_main() and not self.opt.quiet)
 
+    def parts(self) -> TrainParts:
+        return TrainParts(self.model, self.criterion, self.optimizer, self.scaler, self.ema, self.multi_scale)
 
-def _plain_opt(opt: argparse.Namespace) -> dict[str, Any]:
-    """Options as plain data (checkpoints must load with weights_only=True)."""
-    out = {}
-    for k, v in vars(opt).items():
-        if isinstance(v, Path):
-            v = str(v)
-        if isinstance(v, (str, int, float, bool, list, type(None))):
-            out[k] = v
-    return out
+    def fit(self) -> dict[str, Any]:
+        """The epoch loop: train, evaluate (rank 0, EMA weights), checkpoint, early-stop. Non-finite or
+        exploding losses and a non-finite validation loss reload last.pt (``--nan-retries`` times).
+        Returns ``{'save_dir', 'map50', 'map', 'best_fitness'}`` (the last epoch's mAPs)."""
+        opt, main = self.opt, dist.is_main()
+        log = _Logger(self) if main else None
+        s, parts = self.settings(), self.parts()
+        ev = EvalSettings(iou_thres=opt.iou_thres, nms=opt.nms)
+        epoch, retries, stale, result = self.start_epoch, 0, 0, None
+        while epoch < opt.epochs:
+            self.train_loader.sampler.set_epoch(epoch)
+            hook = log.first_batch if (main and epoch == 0) else None
+            stop, diverged = False, None
+            try:
+                losses = train_one_epoch(parts, self.train_loader, self.hyp, epoch, s, self.loop, first_batch_hook=hook)
+                if not is_finite_model(self.model):
+                    raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
+            except NonFiniteLossError as err:
+                diverged = str(err)
+            if main and diverged is None:
+                result = evaluate(self.ema.ema if self.ema else self.model, self.val_loader, self.val_info.records,
+                                  self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
+                diverged = _diverged(result, losses, epoch)
+                if diverged is None:
+                    stop, stale = self._end_epoch(log, epoch, losses, result, stale)
+            stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
+            if diverged:
+                retries += 1
+                epoch, result = self._recover(NonFiniteLossError(diverged), retries), None
+                continue
+            epoch += 1
+            if stop:
+                break
+        if main:
+            log.close()
+        dist.barrier()
+        m = result.metrics if result else None
+        return {"save_dir": str(self.save_dir), "map50": m.map50 if m else math.nan, "map": m.map if m else math.nan,
+                "best_fitness": self.best_fitness}
+
+    def _recover(self, err: NonFiniteLossError, retries: int) -> int:
+        """Reload last.pt after repeated non-finite losses; returns the epoch to restart from."""
+        last = self.wdir / "last.pt"
+        if retries > self.opt.nan_retries or not last.exists():
+            why = "no last.pt to reload yet" if not last.exists() else f"still failing after {retries - 1} reload(s)"
+            raise TrainingStopped(f"training stopped: {err}; {why}. Lower the learning rate (hyp lr0), check the "
+                                  f"data for extreme boxes, or disable AMP (--amp off).") from None
+        LOGGER.warning("%s: reloading %s (attempt %d of %d)", err, last, retries, self.opt.nan_retries)
+        self.restore(load_checkpoint(last))
+        return self.start_epoch
+
+    def _end_epoch(self, log: _Logger, epoch: int, losses: dict, result, stale: int) -> tuple[bool, int]:
+        """Rank 0 after a good epoch: checkpoints, results row, early stopping. Returns ``(stop, stale)``."""
+        opt = self.opt
+        fitness = result.metrics.fitness
+        improved = fitness > self.best_fitness
+        stale = 0 if improved else stale + 1
+        self.best_fitness = max(fitness, self.best_fitness)
+        stop = opt.patience > 0 and stale >= opt.patience
+        row = results_row(epoch, losses, result, [g["lr"] for g in self.optimizer.param_groups])
+        ckpt = self.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")},
+                               finished=stop or epoch + 1 >= opt.epochs)
+        save_checkpoint(ckpt, self.wdir / "last.pt")
+        if improved:
+            save_checkpoint(ckpt, self.wdir / "best.pt")
+        log.epoch(row)
+        LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
+        if stop:
+            LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
+        return stop, stale
 
 
 class _Logger:
@@ -306,7 +331,7 @@ class _Logger:
         from utils.eval.plots import plot_labels
         t.wdir.mkdir(parents=True, exist_ok=True)
         save_yaml(t.save_dir / "hyp.yaml", t.hyp.to_dict())
-        save_yaml(t.save_dir / "opt.yaml", _plain_opt(t.opt))
+        save_yaml(t.save_dir / "opt.yaml", options_to_dict(t.opt))
         self.csv = t.save_dir / "results.csv"
         if t.start_epoch:
             truncate_csv(self.csv, t.start_epoch)
@@ -314,11 +339,11 @@ class _Logger:
             self.csv.unlink(missing_ok=True)
             plot_labels(t.train_info.records, t.names, t.save_dir / "labels.png")
         self.tb = SummaryWriter(str(t.save_dir))
-        self.t = t
+        self.save_dir, self.names = t.save_dir, t.names
 
     def first_batch(self, imgs: torch.Tensor, targets: torch.Tensor) -> None:
         from utils.eval.plots import plot_batch
-        plot_batch(imgs, targets, self.t.names, self.t.save_dir / "train_batch0.jpg")
+        plot_batch(imgs, targets, self.names, self.save_dir / "train_batch0.jpg")
 
     def epoch(self, row: dict[str, Any]) -> None:
         append_csv(self.csv, row)
@@ -329,20 +354,8 @@ class _Logger:
 
     def close(self) -> None:
         from utils.eval.plots import plot_results
-        plot_results(self.csv, self.t.save_dir / "results.png")
+        plot_results(self.csv, self.save_dir / "results.png")
         self.tb.close()
-
-
-def _recover(t: Trainer, err: NonFiniteLossError, retries: int) -> int:
-    """Reload last.pt after repeated non-finite losses; returns the epoch to restart from."""
-    last = t.wdir / "last.pt"
-    if retries > t.opt.nan_retries or not last.exists():
-        why = "no last.pt to reload yet" if not last.exists() else f"still failing after {retries - 1} reload(s)"
-        raise TrainingStopped(f"training stopped: {err}; {why}. Lower the learning rate (hyp lr0), check the "
-                              f"data for extreme boxes, or disable AMP (--amp off).") from None
-    LOGGER.warning("%s: reloading %s (attempt %d of %d)", err, last, retries, t.opt.nan_retries)
-    t._restore(load_checkpoint(last))
-    return t.start_epoch
 
 
 VAL_EXPLODE_FACTOR = 1000.0  # measured: a healthy first epoch's validation loss is 1-4x the training loss
@@ -361,65 +374,3 @@ def _diverged(result, train_losses: dict[str, float], epoch: int) -> str | None:
         return (f"exploded validation loss {val:.3g} after epoch {epoch + 1} ({val / max(train, 1e-12):.3g}x the "
                 f"training loss {train:.3g})")
     return None
-
-
-def _end_epoch(t: Trainer, log: _Logger, epoch: int, losses: dict, result, stale: int) -> tuple[bool, int]:
-    """Rank 0 after a good epoch: checkpoints, results row, early stopping. Returns ``(stop, stale)``."""
-    opt = t.opt
-    fitness = result.metrics.fitness
-    improved = fitness > t.best_fitness
-    stale = 0 if improved else stale + 1
-    t.best_fitness = max(fitness, t.best_fitness)
-    stop = opt.patience > 0 and stale >= opt.patience
-    row = results_row(epoch, losses, result, [g["lr"] for g in t.optimizer.param_groups])
-    ckpt = t.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")},
-                        finished=stop or epoch + 1 >= opt.epochs)
-    save_checkpoint(ckpt, t.wdir / "last.pt")
-    if improved:
-        save_checkpoint(ckpt, t.wdir / "best.pt")
-    log.epoch(row)
-    LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
-    if stop:
-        LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
-    return stop, stale
-
-
-def fit(t: Trainer) -> dict[str, Any]:
-    """The epoch loop: train, evaluate (rank 0, EMA weights), checkpoint, early-stop. Non-finite or
-    exploding losses and a non-finite validation loss reload last.pt (``--nan-retries`` times)."""
-    opt, main = t.opt, dist.is_main()
-    log = _Logger(t) if main else None
-    s = t.settings()
-    parts = TrainParts(t.model, t.criterion, t.optimizer, t.scaler, t.ema, t.multi_scale)
-    ev = EvalSettings(iou_thres=opt.iou_thres, nms=opt.nms)
-    epoch, retries, stale, result = t.start_epoch, 0, 0, None
-    while epoch < opt.epochs:
-        t.train_loader.sampler.set_epoch(epoch)
-        hook = log.first_batch if (main and epoch == 0) else None
-        stop, diverged = False, None
-        try:
-            losses = train_one_epoch(parts, t.train_loader, t.hyp, epoch, s, t.loop, first_batch_hook=hook)
-            if not is_finite_model(t.model):
-                raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
-        except NonFiniteLossError as err:
-            diverged = str(err)
-        if main and diverged is None:
-            result = evaluate(t.ema.ema if t.ema else t.model, t.val_loader, t.val_info.records, t.names, ev,
-                              t.device, t.criterion, show_progress=not opt.quiet)
-            diverged = _diverged(result, losses, epoch)
-            if diverged is None:
-                stop, stale = _end_epoch(t, log, epoch, losses, result, stale)
-        stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
-        if diverged:
-            retries += 1
-            epoch, result = _recover(t, NonFiniteLossError(diverged), retries), None
-            continue
-        epoch += 1
-        if stop:
-            break
-    if main:
-        log.close()
-    dist.barrier()
-    m = result.metrics if result else None
-    return {"save_dir": str(t.save_dir), "map50": m.map50 if m else math.nan, "map": m.map if m else math.nan,
-            "best_fitness": t.best_fitness}

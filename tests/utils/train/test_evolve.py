@@ -139,20 +139,24 @@ def test_generations_are_reproducible_from_seed_and_rows(tmp_path):
 
 
 def test_a_diverging_generation_scores_zero(tmp_path, monkeypatch):
-    import argparse
+    import types
 
     import utils.train.trainer
     from utils.train.evolve import train_generation
+    from utils.train.options import TrainOptions
 
-    def stop(trainer):
+    def stop():
         raise utils.train.trainer.TrainingStopped("loss exploded")
-    monkeypatch.setattr(utils.train.trainer, "Trainer", lambda opt: opt)
-    monkeypatch.setattr(utils.train.trainer, "fit", stop)
+    given = []
+
+    def trainer(fit):
+        return lambda opt, hyp: given.append(hyp) or types.SimpleNamespace(fit=fit)
+    monkeypatch.setattr(utils.train.trainer, "Trainer", trainer(stop))
     hyp = load_hyp("configs/hyp.shapes.yaml")
-    assert train_generation(argparse.Namespace(hyp="x.yaml"), tmp_path, 4, hyp) == (0.0, 0.0)
-    assert load_hyp(tmp_path / "gen_4" / "hyp.yaml") == hyp          # the generation's run read this file
-    monkeypatch.setattr(utils.train.trainer, "fit", lambda t: {"map50": float("nan"), "map": float("nan")})
-    assert train_generation(argparse.Namespace(hyp="x.yaml"), tmp_path, 4, hyp) == (0.0, 0.0)
+    assert train_generation(TrainOptions(hyp="x.yaml"), tmp_path, 4, hyp) == (0.0, 0.0)
+    assert load_hyp(tmp_path / "gen_4" / "hyp.yaml") == hyp == given[0]   # the generation's run trains this hyp
+    monkeypatch.setattr(utils.train.trainer, "Trainer", trainer(lambda: {"map50": float("nan"), "map": float("nan")}))
+    assert train_generation(TrainOptions(hyp="x.yaml"), tmp_path, 4, hyp) == (0.0, 0.0)
 
 
 def test_evolve_flag_checks(capsys):
