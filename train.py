@@ -111,7 +111,11 @@ def detect(opt: TrainOptions) -> None:
     if opt.evolve:
         print(run_evolution(run))
         return
-    summary = Trainer(run).fit()
+    from utils.train import dist
+    try:
+        summary = Trainer(run).fit()
+    finally:
+        dist.cleanup()  # leave the torchrun process group (a no-op in one process)
     print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
 
 

@@ -121,10 +121,3 @@ def test_every_variant_lowers_the_loss(changes):
         history.append(items["total"].item())
     assert all(math.isfinite(h) for h in history)
     assert history[-1] < 0.75 * history[0]
-
-
-def test_poly_schedule_seed_004():
-    from utils.train.schedule import lr_factor
-    h = Hyp(lr0=0.1, lr_schedule="poly", lr_power=4.0)
-    # darknet's poly: lr0 * (1 - epoch / epochs) ** 4; half-way through 160 epochs: 0.1 / 16
-    assert [lr_factor(h, 160, e) * h.lr0 for e in (0, 80, 120, 160)] == pytest.approx([0.1, 0.1 / 16, 0.1 / 256, 0.0])

@@ -16,6 +16,13 @@ def test_step_schedule_is_seed_003():
     assert lrs == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 1e-5, 1e-5])
 
 
+def test_poly_schedule_seed_004():
+    h = Hyp(lr0=0.1, lr_schedule="poly", lr_power=4.0)
+    # darknet's poly: lr0 * (1 - epoch / epochs) ** 4; half-way through 160 epochs: 0.1 / 16
+    assert [lr_factor(h, 160, e) * h.lr0 for e in (0, 80, 120, 160)] == pytest.approx([0.1, 0.1 / 16, 0.1 / 256, 0.0])
+
+
+
 def test_cosine_and_linear_schedules():
     h = Hyp(lr_schedule="cosine", lrf=0.0)
     # eta_t = eta_max (1 + cos(pi t / T)) / 2: 1 at t=0, 1/2 at T/2, (1 + cos(pi/4))/2 at T/4
