@@ -28,13 +28,13 @@ from models.classifier import ClassifierModel, is_classifier_cfg
 from models.yolo import ModelConfigError, load_model_cfg
 from utils.train.checkpoint import save_checkpoint
 from utils.data.imagefolder import build_classify_loader, load_classify_config, load_classify_split
-from utils.config import ConfigError, load_hyp
+from utils.config import ConfigError
 from utils.data.config import ensure_dataset
 from utils.cli.device import select_device
 from utils.train.ema import ModelEMA
 from utils.eval.evaluate import preprocess
 from utils.train.loop import autocast
-from utils.train.options import TrainOptions, options_to_dict
+from utils.train.options import TrainOptions, options_to_dict, run_hyp
 from utils.train.runs import append_csv, increment_path, save_yaml
 from utils.train.schedule import accumulation_at, build_optimizer, set_lr, warmup_iterations
 from utils.train.transfer import transfer_weights
@@ -96,7 +96,7 @@ class ClassifyTrainer:
                        if on]
         if unsupported:
             raise ConfigError(f"{unsupported[0]} is not supported with --task classify (detection only, for now)")
-        self.opt, self.hyp = opt, load_hyp(opt.hyp)
+        self.opt, self.hyp = opt, run_hyp(opt)  # --optimizer / --cos-lr fold in, as for detection
         self.device = select_device(opt.device)
         torch.manual_seed(opt.seed)
         cfg = load_classify_config(opt.data)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml as yamllib
 
 from models.classifier import ClassifierModel
 from models.yolo import Model
@@ -134,8 +135,11 @@ def test_train_classify_then_test_py(tmp_path):
     import test as test_cli
     import train
     assert train.main(["--task", "classify", "--data", str(yaml), "--epochs", "2", "--img-size", "32",
-                       "--batch-size", "8", "--project", str(tmp_path / "runs"), "--quiet"]) == 0
+                       "--batch-size", "8", "--project", str(tmp_path / "runs"), "--quiet",
+                       "--optimizer", "SGD", "--cos-lr"]) == 0
     run = tmp_path / "runs" / "exp"
+    hyp = yamllib.safe_load((run / "hyp.yaml").read_text())   # the flags override the hyp YAML, as for detection
+    assert (hyp["optimizer"], hyp["lr_schedule"]) == ("SGD", "cosine")  # the YAML says Adam, poly
     rows = (run / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and "metrics/top1" in rows[0]
     assert test_cli.main(["--weights", str(run / "weights/best.pt"), "--data", str(yaml),
