@@ -42,23 +42,20 @@ class Section:
             self.fail(f"missing option '{key}'")
         return None
 
-    def get_int(self, key: str, default=_REQUIRED) -> int:
+    def _get_number(self, key: str, default, convert, what: str):
         raw = self._raw(key, default)
         if raw is None:
             return default
         try:
-            return int(raw)
+            return convert(raw)
         except ValueError:
-            self.fail(f"{key}={raw!r} is not an integer")
+            self.fail(f"{key}={raw!r} is not {what}")
+
+    def get_int(self, key: str, default=_REQUIRED) -> int:
+        return self._get_number(key, default, int, "an integer")
 
     def get_float(self, key: str, default=_REQUIRED) -> float:
-        raw = self._raw(key, default)
-        if raw is None:
-            return default
-        try:
-            return float(raw)
-        except ValueError:
-            self.fail(f"{key}={raw!r} is not a number")
+        return self._get_number(key, default, float, "a number")
 
     def get_str(self, key: str, default: str | None = None) -> str:
         raw = self._raw(key, default)

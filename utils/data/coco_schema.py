@@ -36,12 +36,18 @@ def _entry(json_path: Path, key: str, k: int, item: Any) -> str:
     return f"{json_path}: {key}[{k}]{ident}"
 
 
+def _object_with_id(json_path: Path, key: str, k: int, item: Any) -> str:
+    """Entry ``k`` of ``key`` must be an object with an integer 'id'; returns where it is, for messages."""
+    where = _entry(json_path, key, k, item)
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(item).__name__}")
+    if not _is_int(item.get("id")):
+        raise ConfigError(f"{where}: 'id' must be an integer, got {item.get('id')!r}")
+    return where
+
+
 def _check_image(json_path: Path, k: int, im: Any) -> None:
-    where = _entry(json_path, "images", k, im)
-    if not isinstance(im, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(im).__name__}")
-    if not _is_int(im.get("id")):
-        raise ConfigError(f"{where}: 'id' must be an integer, got {im.get('id')!r}")
+    where = _object_with_id(json_path, "images", k, im)
     if not isinstance(im.get("file_name"), str) or not im["file_name"].strip():
         raise ConfigError(f"{where}: 'file_name' must be a non-empty string, got {im.get('file_name')!r}")
     for key in ("width", "height"):
@@ -50,20 +56,14 @@ def _check_image(json_path: Path, k: int, im: Any) -> None:
 
 
 def _check_category(json_path: Path, k: int, cat: Any) -> None:
-    where = _entry(json_path, "categories", k, cat)
-    if not isinstance(cat, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(cat).__name__}")
-    if not _is_int(cat.get("id")):
-        raise ConfigError(f"{where}: 'id' must be an integer, got {cat.get('id')!r}")
+    where = _object_with_id(json_path, "categories", k, cat)
     if not isinstance(cat.get("name"), str) or not cat["name"]:
         raise ConfigError(f"{where}: 'name' must be a non-empty string, got {cat.get('name')!r}")
 
 
 def _check_annotation(json_path: Path, k: int, ann: Any) -> None:
-    where = _entry(json_path, "annotations", k, ann)
-    if not isinstance(ann, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(ann).__name__}")
-    for key in ("id", "image_id", "category_id"):
+    where = _object_with_id(json_path, "annotations", k, ann)
+    for key in ("image_id", "category_id"):
         if not _is_int(ann.get(key)):
             raise ConfigError(f"{where}: '{key}' must be an integer, got {ann.get(key)!r}")
     if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):

@@ -32,3 +32,18 @@ def targets() -> torch.Tensor:
     return torch.tensor([[0, 0, 0.30, 0.45, 20 / 64, 20 / 64],
                          [0, 2, 0.70, 0.25, 30 / 64, 14 / 64],
                          [1, 1, 0.50, 0.60, 40 / 64, 44 / 64]])
+
+
+def fit_steps(model: nn.Module, crit, steps: int, lr: float = 1e-2) -> list[dict[str, float]]:
+    """``steps`` Adam steps of ``model`` on one fixed batch (2 random images, :func:`targets`); the
+    loss items after each step's forward, as floats."""
+    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        loss, items = crit(model(imgs), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({name: v.item() for name, v in items.items()})
+    return history

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from loss_testkit import ANCHORS_3, IMG, TinyNet, targets  # tests/utils/train/loss_testkit.py
+from loss_testkit import ANCHORS_3, IMG, TinyNet, fit_steps, targets  # tests/utils/train/loss_testkit.py
 
 from models.head import Detect
 from utils.config import ConfigError, Hyp, hyp_from_dict, load_hyp, replace
@@ -110,14 +110,6 @@ def test_every_variant_lowers_the_loss(changes):
     torch.manual_seed(0)
     model = TinyNet(decode="region" if changes.get("cls_loss") == "softmax" else "exp")
     crit = build_criterion(model, replace(Hyp(), **changes))
-    imgs, t = torch.rand(2, 3, IMG, IMG), targets()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    history = []
-    for _ in range(15):
-        loss, items = crit(model(imgs), t)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append(items["total"].item())
+    history = [items["total"] for items in fit_steps(model, crit, 15)]
     assert all(math.isfinite(h) for h in history)
     assert history[-1] < 0.75 * history[0]
