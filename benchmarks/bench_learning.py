@@ -172,6 +172,27 @@ def peer_hyp(recipe: str, work: Path) -> tuple[Path, list[str]]:
     return path, ["--optimizer", "Adam", "--cos-lr"]
 
 
+def peer_predictions(yolov5_json: Path, data: Path) -> Path:
+    """yolov5's COCO results (``category_id`` = class index) rewritten with this project's category ids
+    for ``data`` (YOLO / VOC datasets: 1..nc; COCO JSON datasets: the file's own ids), which is what
+    ``test.py --predictions`` matches against. Scoring the raw file would shift every class by one
+    (class 0 dropped, class k scored as class k-1). Returns the new file beside the original."""
+    from utils.data.config import load_data_config
+    from utils.data.datasets import load_split
+    ids = load_split(load_data_config(data), "val", cache=False).category_ids
+    entries = json.loads(yolov5_json.read_text())
+    for e in entries:
+        e["category_id"] = ids[e["category_id"]]
+    out = yolov5_json.with_name(yolov5_json.stem + "_category_ids.json")
+    out.write_text(json.dumps(entries))
+    return out
+
+
+def score_peer(cell: Path, data: Path, which: str, log: Path) -> dict[str, float]:
+    raw = cell / f"pred_{which}" / f"{which}_predictions.json"
+    return _score(data, peer_predictions(raw, data), cell / f"score_{which}", log)
+
+
 def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path) -> dict:
     hyp, flags = peer_hyp(recipe, a.work)
     driver = str(ROOT / "benchmarks" / "peer_yolov5.py")
@@ -182,8 +203,20 @@ def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path) -> di
     for which in ("best", "last"):
         _run([str(PEER), driver, "val", "--data", str(data), "--weights", str(cell / "train" / "weights" / f"{which}.pt"),
               "--img", str(a.size), "--out", str(cell / f"pred_{which}")], log)
-        out[which] = _score(data, cell / f"pred_{which}" / f"{which}_predictions.json", cell / f"score_{which}", log)
+        out[which] = score_peer(cell, data, which, log)
     return out
+
+
+def rescore_peer_cells(work: Path) -> None:
+    """Score every finished yolov5 cell's saved predictions again (cells scored before the category-id
+    fix in :func:`peer_predictions` carry class-shifted figures)."""
+    for done in sorted(work.glob("*/*/yolov5-*/seed*/cell.json")):
+        cell, c = done.parent, json.loads(done.read_text())
+        data = work / "data" / f"{c['task']}.yaml"
+        for which in ("best", "last"):
+            c[which] = score_peer(cell, data, which, cell / "log.txt")
+        done.write_text(json.dumps(c, indent=1))
+        print(f"rescored {cell}: best mAP@.5 {c['best']['map50']:.3f}  final {c['last']['map50']:.3f}", flush=True)
 
 
 RECIPES = {"same": "configs/hyp.scratch.yaml", "best": "configs/hyp.shapes.yaml"}
@@ -260,6 +293,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_learning")
     ap.add_argument("--report", type=Path, default=None, help="also write the markdown report here")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the finished cells under --work")
+    ap.add_argument("--rescore-peer", action="store_true",
+                    help="score the saved yolov5 predictions of every finished peer cell again (no training)")
     return ap.parse_args(argv)
 
 
@@ -271,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2
     probes, cells = [], []
+    if a.rescore_peer:
+        rescore_peer_cells(a.work)
     if not a.report_only:
         probes.append(matmul_probe())
         for task in a.tasks:

@@ -1,0 +1,47 @@
+"""benchmarks/bench_learning.py: yolov5's predictions (category_id = class index) are scored with this
+project's category ids, so a perfect yolov5 prediction file scores mAP 1 (it scored ~0 for class 0 and
+shifted every other class by one before the fix)."""
+import json
+
+import cv2
+import numpy as np
+import yaml
+
+import bench_learning
+
+LABELS = {"00000": ["0 0.5 0.5 0.5 0.5"], "00001": ["1 0.25 0.25 0.3 0.3", "0 0.7 0.7 0.2 0.4"]}
+
+
+def _dataset(root):
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for stem, lines in LABELS.items():
+            cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), np.full((64, 80, 3), 127, np.uint8))
+            (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    data = root / "d.yaml"
+    data.write_text(yaml.safe_dump({"path": str(root), "format": "yolo", "train": "images/train",
+                                    "val": "images/val", "names": ["a", "b"]}))
+    return data
+
+
+def _perfect_yolov5_json(path):
+    """What yolov5's val.py --save-json writes for a perfect detector on LABELS (80x64 images)."""
+    out = []
+    for stem, lines in LABELS.items():
+        for line in lines:
+            c, x, y, w, h = map(float, line.split())
+            out.append({"image_id": int(stem), "category_id": int(c), "score": 0.9,
+                        "bbox": [(x - w / 2) * 80, (y - h / 2) * 64, w * 80, h * 64]})
+    path.write_text(json.dumps(out))
+
+
+def test_peer_predictions_take_the_dataset_category_ids(tmp_path):
+    data = _dataset(tmp_path / "ds")
+    raw = tmp_path / "cell" / "pred_best" / "best_predictions.json"
+    raw.parent.mkdir(parents=True)
+    _perfect_yolov5_json(raw)
+    fixed = bench_learning.peer_predictions(raw, data)
+    assert [e["category_id"] for e in json.loads(fixed.read_text())] == [1, 2, 1]   # YOLO data: ids 1..nc
+    scores = bench_learning.score_peer(tmp_path / "cell", data, "best", tmp_path / "log.txt")
+    assert scores["map50"] == 1.0 and scores["map"] == 1.0
