@@ -4,6 +4,7 @@ PEER venv's python (never this project's: yolov5 is not a dependency). Imports n
     $HOME/.cache/peer-venv/bin/python benchmarks/peer_yolov5.py train --data D.yaml --cfg yolov5n.yaml \
         --hyp H.yaml --epochs 30 --img 160 --batch 16 --seed 0 --out DIR [--optimizer Adam] [--cos-lr]
     $HOME/.cache/peer-venv/bin/python benchmarks/peer_yolov5.py val --data D.yaml --weights W.pt --img 160 --out DIR
+    $HOME/.cache/peer-venv/bin/python benchmarks/peer_yolov5.py state --weights W.pt --out state.pt   # EMA tensors only
 
 Offline needs handled here: a font for its plots (any TTF copied to ~/.config/Ultralytics/Arial.ttf,
 matplotlib's DejaVuSans), ``np.trapz`` (removed in numpy 2: aliased to ``np.trapezoid``) and
@@ -36,8 +37,8 @@ def _offline_setup() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("train", "val"))
-    ap.add_argument("--data", required=True)
+    ap.add_argument("mode", choices=("train", "val", "state"))
+    ap.add_argument("--data", default="")
     ap.add_argument("--cfg", default="yolov5n.yaml")
     ap.add_argument("--hyp", default="")
     ap.add_argument("--weights", default="")
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         train.run(data=a.data, cfg=a.cfg, weights="", hyp=a.hyp, epochs=a.epochs, batch_size=a.batch, imgsz=a.img,
                   seed=a.seed, optimizer=a.optimizer, cos_lr=a.cos_lr, workers=0, device="cpu",
                   project=str(out.parent), name=out.name, exist_ok=True, noplots=True)
+    elif a.mode == "state":  # the checkpoint's (EMA) weights as plain tensors, for benchmarks/peer_weights.py
+        import torch
+        ckpt = torch.load(a.weights, map_location="cpu", weights_only=False)
+        model = (ckpt.get("ema") or ckpt["model"]).float()
+        torch.save({k: v.clone() for k, v in model.state_dict().items()}, out)
     else:
         from yolov5 import val
         val.run(data=a.data, weights=a.weights, imgsz=a.img, batch_size=32, conf_thres=0.001, iou_thres=0.6,

@@ -45,3 +45,25 @@ def test_peer_predictions_take_the_dataset_category_ids(tmp_path):
     assert [e["category_id"] for e in json.loads(fixed.read_text())] == [1, 2, 1]   # YOLO data: ids 1..nc
     scores = bench_learning.score_peer(tmp_path / "cell", data, "best", tmp_path / "log.txt")
     assert scores["map50"] == 1.0 and scores["map"] == 1.0
+
+
+def test_peer_weights_fill_every_tensor_of_yolov5n_layout_by_name():
+    """benchmarks/peer_weights.py: a yolov5-named state (no ``detect.*`` alias, no stride buffer, anchors
+    in grid units) fills every tensor of yolov5n_layout; a missing tensor is one error line."""
+    import pytest
+    import torch
+    from models.yolo import Model, load_model_cfg
+
+    import peer_weights
+    template = Model(load_model_cfg("configs/yolov5n_layout.yaml"), nc=4).state_dict()
+    peer = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in template.items()
+            if not k.startswith("detect.") and not k.endswith("stride")}
+    peer["model.24.anchors"] = template["model.24.anchors"] / 8    # yolov5's grid units: not copied
+    out = peer_weights.peer_state_into(template, peer)
+    assert out.keys() == template.keys()
+    assert torch.equal(out["model.0.conv.weight"], peer["model.0.conv.weight"])
+    assert torch.equal(out["detect.m.2.bias"], peer["model.24.m.2.bias"])        # the head alias
+    assert torch.equal(out["model.24.anchors"], template["model.24.anchors"])    # pixels kept
+    del peer["model.23.cv3.conv.weight"]
+    with pytest.raises(SystemExit, match="1 tensors have no yolov5 counterpart, e.g. model.23.cv3.conv.weight"):
+        peer_weights.peer_state_into(template, peer)
