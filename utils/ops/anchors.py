@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     from utils.data.config import load_data_config
     from utils.data.datasets import load_split
 
-    ap = argparse.ArgumentParser(description="k-means (IoU distance) anchors for a dataset YAML")
+    ap = argparse.ArgumentParser(prog="python -m utils.ops.anchors", description="k-means (IoU distance) anchors for a dataset YAML")
     ap.add_argument("--data", required=True, help="dataset YAML")
     ap.add_argument("--img-size", type=int, default=640, help="training image size (long side), px")
     ap.add_argument("-n", type=int, default=9, help="number of anchors")
