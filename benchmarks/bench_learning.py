@@ -117,15 +117,15 @@ def prepare_task(task: str, work: Path) -> Path:
 THREADS = {"n": 2}  # --threads: torch/OpenMP threads of every cell (both frameworks)
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     n = str(THREADS["n"])
-    return {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "PYTHONHASHSEED": "0"}
+    return {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "PYTHONHASHSEED": "0", **(extra or {})}
 
 
-def _run(cmd: list[str], log: Path) -> float:
+def _run(cmd: list[str], log: Path, extra_env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     with log.open("a") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(extra_env), cwd=ROOT).returncode
     if rc:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {rc}; see {log}")
     return time.perf_counter() - t0
@@ -145,10 +145,22 @@ def _curve(csv: Path) -> list[float]:
     return [float(r.split(",")[k]) for r in lines[1:]]
 
 
-def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path) -> dict:
-    wall = _run([sys.executable, "train.py", "--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp),
-                 "--epochs", str(a.epochs), "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed),
-                 "--device", "cpu", "--project", str(cell), "--name", "train", "--exist-ok", "--quiet"], log)
+def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path, recipe: str = "same") -> dict:
+    """``model`` ``<name>@yolov5-data``: benchmarks/cross_data.py (our Trainer on yolov5's dataloader);
+    ``<name>@peer-venv``: the same script's control (our Trainer and loader, run in the peer venv)."""
+    model, _, data_path = model.partition("@")
+    common = ["--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp), "--epochs", str(a.epochs),
+              "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed), "--project", str(cell),
+              "--name", "train"]
+    if data_path in ("yolov5-data", "peer-venv"):
+        peer_h, _ = peer_hyp(recipe, a.work)
+        loader = "yolov5" if data_path == "yolov5-data" else "ours"
+        wall = _run([str(PEER), str(ROOT / "benchmarks" / "cross_data.py"), "ours", *common, "--peer-hyp", str(peer_h),
+                     "--loader", loader], log, extra_env={"PYTHONPATH": str(ROOT)})
+    elif data_path:
+        raise ValueError(f"unknown data path {data_path!r} in --who (known: @yolov5-data, @peer-venv)")
+    else:
+        wall = _run([sys.executable, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log)
     out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
     for which in ("best", "last"):
         _run([sys.executable, "test.py", "--weights", str(cell / "train" / "weights" / f"{which}.pt"), "--data", str(data),
@@ -193,12 +205,24 @@ def score_peer(cell: Path, data: Path, which: str, log: Path) -> dict[str, float
     return _score(data, peer_predictions(raw, data), cell / f"score_{which}", log)
 
 
-def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path) -> dict:
+def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path, data_path: str = "") -> dict:
+    """``data_path`` ``ours-data``: benchmarks/cross_data.py peer (yolov5's train.py on our dataloader)."""
+    if data_path not in ("", "ours-data"):
+        raise ValueError(f"unknown data path {data_path!r} in --who (known: @ours-data)")
     hyp, flags = peer_hyp(recipe, a.work)
     driver = str(ROOT / "benchmarks" / "peer_yolov5.py")
-    wall = _run([str(PEER), driver, "train", "--data", str(data), "--cfg", "yolov5n.yaml", "--hyp", str(hyp),
-                 "--epochs", str(a.epochs), "--img", str(a.size), "--batch", str(a.batch), "--seed", str(seed),
-                 "--out", str(cell / "train"), *flags], log)
+    if data_path == "ours-data":
+        if flags:
+            raise ValueError("yolov5-yolov5n@ours-data runs the 'same' recipe only")
+        wall = _run([str(PEER), str(ROOT / "benchmarks" / "cross_data.py"), "peer", "--data", str(data),
+                     "--cfg", "yolov5n.yaml", "--hyp", str(ROOT / RECIPES[recipe]), "--peer-hyp", str(hyp),
+                     "--epochs", str(a.epochs), "--img-size", str(a.size), "--batch-size", str(a.batch),
+                     "--seed", str(seed), "--project", str(cell), "--name", "train"], log,
+                    extra_env={"PYTHONPATH": str(ROOT)})
+    else:
+        wall = _run([str(PEER), driver, "train", "--data", str(data), "--cfg", "yolov5n.yaml", "--hyp", str(hyp),
+                     "--epochs", str(a.epochs), "--img", str(a.size), "--batch", str(a.batch), "--seed", str(seed),
+                     "--out", str(cell / "train"), *flags], log)
     out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
     for which in ("best", "last"):
         _run([str(PEER), driver, "val", "--data", str(data), "--weights", str(cell / "train" / "weights" / f"{which}.pt"),
@@ -231,10 +255,10 @@ def run_cell(a, task: str, recipe: str, who: str, seed: int) -> dict:
     data = prepare_task(task, a.work)
     log = cell / "log.txt"
     print(f"[{time.strftime('%H:%M:%S')}] {task} / {recipe} / {who} / seed {seed} ...", flush=True)
-    if who == "yolov5-yolov5n":
-        out = run_peer(cell, data, recipe, a, seed, log)
+    if who.startswith("yolov5-yolov5n"):
+        out = run_peer(cell, data, recipe, a, seed, log, who.partition("@")[2])
     else:
-        out = run_ours(cell, data, who.split("-", 1)[1], ROOT / RECIPES[recipe], a, seed, log)
+        out = run_ours(cell, data, who.split("-", 1)[1], ROOT / RECIPES[recipe], a, seed, log, recipe)
     out.update(task=task, recipe=recipe, who=who, seed=seed, epochs=a.epochs, img_size=a.size, batch=a.batch)
     done.write_text(json.dumps(out, indent=1))
     print(f"    best mAP@.5 {out['best']['map50']:.3f}  final {out['last']['map50']:.3f}  {out['wall_s']:.0f} s", flush=True)
@@ -285,7 +309,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--recipes", nargs="+", default=["same"], choices=sorted(RECIPES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--who", nargs="+", default=["ours-yolov4_n", "ours-yolov5n_layout", "yolov5-yolov5n"],
-                    help="cells: ours-<config name> and/or yolov5-yolov5n")
+                    help="cells: ours-<config name>, ours-<config name>@yolov5-data (our Trainer on yolov5's "
+                         "dataloader: benchmarks/cross_data.py; @peer-venv: its control), yolov5-yolov5n and/or yolov5-yolov5n@ours-data (the reverse)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--img-size", type=int, default=None, help="default per task: shapes 160, COCO tasks 320")
     ap.add_argument("--batch", type=int, default=16)
@@ -302,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     a.work = a.work.resolve()
     THREADS["n"] = a.threads
-    if any(w.startswith("yolov5") for w in a.who) and not PEER.exists() and not a.report_only:
+    if any(w.startswith("yolov5") or "@" in w for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2
     probes, cells = [], []
