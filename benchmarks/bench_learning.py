@@ -147,18 +147,20 @@ def _curve(csv: Path) -> list[float]:
 
 def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path, recipe: str = "same") -> dict:
     """``model`` ``<name>@yolov5-data``: benchmarks/cross_data.py (our Trainer on yolov5's dataloader);
-    ``<name>@peer-venv``: the same script's control (our Trainer and loader, run in the peer venv)."""
+    ``<name>@peer-venv``: the same script's control (our Trainer and loader, run in the peer venv);
+    ``<name>@yolov5-data+our-mosaic``: yolov5's loader with our mosaic + affine inside."""
     model, _, data_path = model.partition("@")
     common = ["--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp), "--epochs", str(a.epochs),
               "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed), "--project", str(cell),
               "--name", "train"]
-    if data_path in ("yolov5-data", "peer-venv"):
+    loaders = {"yolov5-data": "yolov5", "peer-venv": "ours", "yolov5-data+our-mosaic": "yolov5+our-mosaic"}
+    if data_path in loaders:
         peer_h, _ = peer_hyp(recipe, a.work)
-        loader = "yolov5" if data_path == "yolov5-data" else "ours"
+        loader = loaders[data_path]
         wall = _run([str(PEER), str(ROOT / "benchmarks" / "cross_data.py"), "ours", *common, "--peer-hyp", str(peer_h),
                      "--loader", loader], log, extra_env={"PYTHONPATH": str(ROOT)})
     elif data_path:
-        raise ValueError(f"unknown data path {data_path!r} in --who (known: @yolov5-data, @peer-venv)")
+        raise ValueError(f"unknown data path {data_path!r} in --who (known: {', '.join('@' + k for k in loaders)})")
     else:
         wall = _run([sys.executable, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log)
     out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
@@ -278,14 +280,17 @@ def report(cells: list[dict], probes: list[float], header: str) -> str:
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault((c["task"], c["recipe"], c["who"]), []).append(c)
-    lines = [header, "", "| task | recipe | framework / model | seeds | best mAP@.5 mean (min) | final mAP@.5 mean (min) "
-             "| best mAP@.5:.95 mean (min) | final mAP@.5:.95 mean (min) | wall s mean |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [header, "", "| task | recipe | framework / model | seeds | best mAP@.5 mean (min) | best mAP@.5 sd "
+             "| final mAP@.5 mean (min) | best mAP@.5:.95 mean (min) | final mAP@.5:.95 mean (min) | wall s mean |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for (task, recipe, who), cs in sorted(groups.items()):
         def cell(which: str, key: str) -> str:
             v = [c[which][key] for c in cs]
             return f"{statistics.mean(v):.3f} ({min(v):.3f})"
         seeds = ",".join(str(c["seed"]) for c in sorted(cs, key=lambda c: c["seed"]))
-        lines.append(f"| {task} | {recipe} | {who} | {seeds} | {cell('best', 'map50')} | {cell('last', 'map50')} | "
+        best = [c["best"]["map50"] for c in cs]
+        sd = f"{statistics.stdev(best):.3f}" if len(best) > 1 else "-"
+        lines.append(f"| {task} | {recipe} | {who} | {seeds} | {cell('best', 'map50')} | {sd} | {cell('last', 'map50')} | "
                      f"{cell('best', 'map')} | {cell('last', 'map')} | {statistics.mean(c['wall_s'] for c in cs):.0f} |")
     if probes:
         lines.append(f"\nfp32 2048x2048 matmul probe: {', '.join(f'{p:.0f}' for p in probes)} GFLOP/s (start, end)")

@@ -94,6 +94,23 @@ def train_peer_on_ours(a) -> None:
               exist_ok=True, noplots=True)
 
 
+def use_our_mosaic(peer_dataset, our_dataset) -> None:
+    """Make yolov5's dataset build each mosaic (4 images + the random affine) with OUR code, from the
+    same file; the rest of its pipeline (sample order, HSV, flips, labels, collate) stays its own.
+    Our mosaic draws from a generator seeded by yolov5's global ``random`` (which train.py seeds)."""
+    import random
+    import numpy as np
+    by_file = {str(Path(r.path).resolve()): i for i, r in enumerate(our_dataset.records)}
+
+    def load_mosaic(index):
+        ours = by_file[str(Path(peer_dataset.im_files[index]).resolve())]
+        img, boxes, cls = our_dataset._mosaic(ours, np.random.default_rng(random.getrandbits(63)))
+        labels = np.concatenate([np.asarray(cls, np.float32)[:, None], boxes.astype(np.float32)], 1)
+        return np.ascontiguousarray(img[:, :, ::-1]), labels.reshape(-1, 5)   # yolov5 works in BGR
+
+    peer_dataset.load_mosaic = load_mosaic
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=("ours", "peer"), help="whose training on whose batches (see above)")
@@ -109,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--project", required=True)
     ap.add_argument("--name", default="train")
-    ap.add_argument("--loader", choices=("yolov5", "ours"), default="yolov5",
+    ap.add_argument("--loader", choices=("yolov5", "ours", "yolov5+our-mosaic"), default="yolov5",
                     help="ours mode: whose training loader (ours = the control: train.py's own run, inside the "
-                         "peer venv with yolov5's seeding, to see that the venv itself changes nothing)")
+                         "peer venv with yolov5's seeding, to see that the venv itself changes nothing; "
+                         "yolov5+our-mosaic: yolov5's loader with our mosaic + affine in place of its own)")
     a = ap.parse_args(argv)
     if a.mode == "peer":
         train_peer_on_ours(a)
@@ -135,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.loader == "ours":
         print(f"done: {trainer.fit()}")
         return 0
-    loader, _ = create_dataloader(train_dir, a.img_size, a.batch_size, int(trainer.model.stride.max()), hyp=peer_hyp,
-                                  augment=True, workers=0, shuffle=True, seed=a.seed, prefix="yolov5 train: ")
+    loader, dataset = create_dataloader(train_dir, a.img_size, a.batch_size, int(trainer.model.stride.max()),
+                                        hyp=peer_hyp, augment=True, workers=0, shuffle=True, seed=a.seed,
+                                        prefix="yolov5 train: ")
+    if a.loader == "yolov5+our-mosaic":
+        use_our_mosaic(dataset, trainer.train_loader.dataset)
     if len(loader) != len(trainer.train_loader):
         print(f"error: yolov5's loader has {len(loader)} batches, ours {len(trainer.train_loader)}", file=sys.stderr)
         return 2

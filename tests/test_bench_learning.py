@@ -67,3 +67,14 @@ def test_peer_weights_fill_every_tensor_of_yolov5n_layout_by_name():
     del peer["model.23.cv3.conv.weight"]
     with pytest.raises(SystemExit, match="1 tensors have no yolov5 counterpart, e.g. model.23.cv3.conv.weight"):
         peer_weights.peer_state_into(template, peer)
+
+
+def test_report_gives_mean_min_and_sd_per_group():
+    def cell(seed, best):
+        m = {"map50": best, "map": best / 2}
+        return {"task": "shapes", "recipe": "same", "who": "ours-x", "seed": seed, "best": m, "last": m, "wall_s": 10.0}
+    text = bench_learning.report([cell(0, 0.1), cell(1, 0.3)], [300.0, 310.0], "header")
+    row = next(line for line in text.splitlines() if "ours-x" in line)
+    # mean 0.2 (min 0.1); sample sd of (0.1, 0.3) = 0.1414
+    assert "| 0,1 | 0.200 (0.100) | 0.141 | 0.200 (0.100) | 0.100 (0.050) |" in row
+    assert "300, 310 GFLOP/s" in text
