@@ -148,7 +148,8 @@ def _curve(csv: Path) -> list[float]:
 def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path, recipe: str = "same") -> dict:
     """``model`` ``<name>@yolov5-data``: benchmarks/cross_data.py (our Trainer on yolov5's dataloader);
     ``<name>@peer-venv``: the same script's control (our Trainer and loader, run in the peer venv);
-    ``<name>@yolov5-data+our-mosaic``: yolov5's loader with our mosaic + affine inside."""
+    ``<name>@yolov5-data+our-mosaic``: yolov5's loader with our mosaic + affine inside;
+    ``<name>@peer-python``: plain train.py run by the peer venv's python (its package versions, no yolov5)."""
     model, _, data_path = model.partition("@")
     common = ["--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp), "--epochs", str(a.epochs),
               "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed), "--project", str(cell),
@@ -159,8 +160,12 @@ def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: P
         loader = loaders[data_path]
         wall = _run([str(PEER), str(ROOT / "benchmarks" / "cross_data.py"), "ours", *common, "--peer-hyp", str(peer_h),
                      "--loader", loader], log, extra_env={"PYTHONPATH": str(ROOT)})
+    elif data_path == "peer-python":   # plain train.py, run by the peer venv's python (its opencv, no yolov5 import)
+        wall = _run([str(PEER), "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log,
+                    extra_env={"PYTHONPATH": str(ROOT)})
     elif data_path:
-        raise ValueError(f"unknown data path {data_path!r} in --who (known: {', '.join('@' + k for k in loaders)})")
+        raise ValueError(f"unknown data path {data_path!r} in --who (known: "
+                         f"{', '.join('@' + k for k in (*loaders, 'peer-python'))})")
     else:
         wall = _run([sys.executable, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log)
     out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}

@@ -1,0 +1,30 @@
+"""benchmarks/bench_main_job.py: the phase timers add up, and the loader-thread variant trains on the
+very same batches (same results to the last digit), so its timings compare like with like."""
+import json
+from pathlib import Path
+
+import bench_learning
+import bench_main_job
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, tmp_path, *flags):
+    assert bench_main_job.main(["--epochs", "1", "--project", str(tmp_path), *flags]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_phases_add_up_and_the_loader_thread_changes_no_result(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)   # the main job's data/shapes.yaml
+    monkeypatch.setattr(bench_learning, "matmul_probe", lambda: 1.0)
+    plain = _run(capsys, tmp_path / "plain")
+    threaded = _run(capsys, tmp_path / "thread", "--loader-thread")
+    for r in (plain, threaded):
+        assert len(r["train_epoch_s"]) == 1 and len(r["val_epoch_s"]) == 1
+        assert r["ckpt_s"] > 0 and r["other_s"] >= -0.01
+        assert abs(r["train_s"] + r["val_s"] + r["ckpt_s"] + r["other_s"] - r["fit_s"]) < 0.02
+        assert r["probe_gflops"] == [1, 1]
+    assert threaded["loader_thread"] and not plain["loader_thread"]
+    assert threaded["map50"] == plain["map50"]
+    rows = [(tmp_path / d / "run" / "results.csv").read_text().splitlines()[1] for d in ("plain", "thread")]
+    assert rows[0] == rows[1]   # losses, metrics and lrs of the epoch, to the last digit
