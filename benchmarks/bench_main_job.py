@@ -6,8 +6,9 @@ around its phases -- imports, build, each epoch's training pass and validation, 
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --workers 1
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --loader-thread
 
-Prints one JSON line: seconds per phase, per-epoch lists, torch threads, the final mAP@0.5, and the
-fp32 matmul probe before and after (bench_learning.matmul_probe). Time it on a quiet machine only,
+Prints one JSON line: seconds per phase, per-epoch lists, one extra pass of the training loader
+alone (``loader_pass_s``, after training), torch threads, the final mAP@0.5, and the fp32 matmul
+probe before and after (bench_learning.matmul_probe). Time it on a quiet machine only,
 and compare variants as ratios within one session. ``--loader-thread`` runs the training loader in a
 background thread, a batch or two ahead of the model (measured: slower on 2 cores, see RESULTS.md).
 """
@@ -89,10 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     t_built = time.perf_counter()
     summary = trainer.fit()
     t_end = time.perf_counter()
+    t = time.perf_counter()
+    for _ in trainer.train_loader:   # one more pass of the training loader alone: its share of a training pass
+        pass
+    loader_pass = time.perf_counter() - t
     out = {"imports_s": t_imports - T_START, "build_s": t_built - t0, "fit_s": t_end - t_built,
            "train_s": sum(times["train"]), "val_s": sum(times["val"]), "ckpt_s": sum(times["ckpt"])}
     out["other_s"] = out["fit_s"] - out["train_s"] - out["val_s"] - out["ckpt_s"]
     out["total_s"] = out["imports_s"] + out["build_s"] + out["fit_s"]   # the probe's seconds left out
+    out["loader_pass_s"] = loader_pass
     out = {k: round(v, 2) for k, v in out.items()}
     out.update(train_epoch_s=[round(v, 2) for v in times["train"]], val_epoch_s=[round(v, 2) for v in times["val"]],
                threads=torch.get_num_threads(), map50=round(summary["map50"], 4), amp=a.amp,

@@ -65,3 +65,24 @@ def test_an_unknown_data_path_in_who_is_refused(tmp_path, who):
                                     tmp_path / "log.txt")
         else:
             bench_learning.run_peer(tmp_path, tmp_path / "d.yaml", "same", a, 0, tmp_path / "log.txt", "nowhere")
+
+
+def test_prepared_draws_and_loader_stats_of_a_known_batch():
+    import cross_augment
+    d = cross_augment.Draws([0.0, 0.5, 1.0, 0.25], picks=[3, 1, 2])
+    assert d.uniform(0.5, 1.5) == 0.5 and d.uniform(-2, 2) == 0.0
+    assert d.uniform(-1, 1, 2).tolist() == [1.0, -0.5]
+    assert d.choices(range(9), k=3) == [3, 1, 2]
+    x = [1, 2]
+    d.shuffle(x)
+    assert x == [1, 2]
+    imgs = torch.zeros(2, 3, 160, 160, dtype=torch.uint8)
+    imgs[:, :, 80:, :] = 100          # one horizontal edge: mean |dy| over the 159 row pairs = 100 / 159
+    targets = torch.tensor([[0, 0, 0.5, 0.5, 0.2, 0.4],      # inside
+                            [0, 1, 0.05, 0.5, 0.1, 0.1],     # touches the left border
+                            [1, 2, 0.5, 0.5, 0.04, 0.5]])    # 6.4 px wide: under 8 px
+    s = cross_augment.loader_stats("x", [(imgs, targets)])
+    assert s["images"] == 2 and s["boxes_per_image"] == 1.5
+    assert s["w_mean"] == pytest.approx((0.2 + 0.1 + 0.04) / 3) and s["h_mean"] == pytest.approx(1.0 / 3)
+    assert s["under_8px"] == pytest.approx(1 / 3) and s["touching_border"] == pytest.approx(1 / 3)
+    assert s["mean_gradient"] == pytest.approx(100 / 159, rel=1e-4)
