@@ -138,11 +138,17 @@ def _score(data: Path, predictions: Path, out: Path, log: Path) -> dict[str, flo
     return {"map50": m["map50"], "map": m["map"]}
 
 
-def _curve(csv: Path) -> list[float]:
+def _column(csv: Path, name: str) -> list[float]:
+    """One column of a results.csv (both frameworks write yolov5's column names)."""
     lines = csv.read_text().splitlines()
     head = [h.strip() for h in lines[0].split(",")]
-    k = head.index("metrics/mAP_0.5")
+    k = head.index(name)
     return [float(r.split(",")[k]) for r in lines[1:]]
+
+
+def _curves(csv: Path) -> dict:
+    """The per-epoch mAP@.5 and the last epoch's validation box loss (steadier than mAP at low mAP)."""
+    return {"curve": _column(csv, "metrics/mAP_0.5"), "final_val_box_loss": _column(csv, "val/box_loss")[-1]}
 
 
 def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: Path, recipe: str = "same") -> dict:
@@ -168,7 +174,7 @@ def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: P
                          f"{', '.join('@' + k for k in (*loaders, 'peer-python'))})")
     else:
         wall = _run([sys.executable, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log)
-    out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
+    out = {"wall_s": wall, **_curves(cell / "train" / "results.csv")}
     for which in ("best", "last"):
         _run([sys.executable, "test.py", "--weights", str(cell / "train" / "weights" / f"{which}.pt"), "--data", str(data),
               "--img-size", str(a.size), "--iou-thres", "0.6", "--save-json", "--no-plots", "--project", str(cell),
@@ -230,12 +236,21 @@ def run_peer(cell: Path, data: Path, recipe: str, a, seed: int, log: Path, data_
         wall = _run([str(PEER), driver, "train", "--data", str(data), "--cfg", "yolov5n.yaml", "--hyp", str(hyp),
                      "--epochs", str(a.epochs), "--img", str(a.size), "--batch", str(a.batch), "--seed", str(seed),
                      "--out", str(cell / "train"), *flags], log)
-    out = {"wall_s": wall, "curve": _curve(cell / "train" / "results.csv")}
+    out = {"wall_s": wall, **_curves(cell / "train" / "results.csv")}
     for which in ("best", "last"):
         _run([str(PEER), driver, "val", "--data", str(data), "--weights", str(cell / "train" / "weights" / f"{which}.pt"),
               "--img", str(a.size), "--out", str(cell / f"pred_{which}")], log)
         out[which] = score_peer(cell, data, which, log)
     return out
+
+
+def load_cell(done: Path) -> dict:
+    """A finished cell; cells written before ``final_val_box_loss`` existed get it from their results.csv."""
+    c = json.loads(done.read_text())
+    csv = done.parent / "train" / "results.csv"
+    if "final_val_box_loss" not in c and csv.exists():
+        c["final_val_box_loss"] = _curves(csv)["final_val_box_loss"]
+    return c
 
 
 def rescore_peer_cells(work: Path) -> None:
@@ -286,8 +301,8 @@ def report(cells: list[dict], probes: list[float], header: str) -> str:
     for c in cells:
         groups.setdefault((c["task"], c["recipe"], c["who"]), []).append(c)
     lines = [header, "", "| task | recipe | framework / model | seeds | best mAP@.5 mean (min) | best mAP@.5 sd "
-             "| final mAP@.5 mean (min) | best mAP@.5:.95 mean (min) | final mAP@.5:.95 mean (min) | wall s mean |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| final mAP@.5 mean (min) | best mAP@.5:.95 mean (min) | final mAP@.5:.95 mean (min) "
+             "| final val box loss mean (sd) | wall s mean |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (task, recipe, who), cs in sorted(groups.items()):
         def cell(which: str, key: str) -> str:
             v = [c[which][key] for c in cs]
@@ -295,8 +310,11 @@ def report(cells: list[dict], probes: list[float], header: str) -> str:
         seeds = ",".join(str(c["seed"]) for c in sorted(cs, key=lambda c: c["seed"]))
         best = [c["best"]["map50"] for c in cs]
         sd = f"{statistics.stdev(best):.3f}" if len(best) > 1 else "-"
+        vbox = [c["final_val_box_loss"] for c in cs if "final_val_box_loss" in c]   # cells before it: none
+        vb = (f"{statistics.mean(vbox):.4f} ({statistics.stdev(vbox):.4f})" if len(vbox) > 1
+              else f"{vbox[0]:.4f}" if vbox else "-")
         lines.append(f"| {task} | {recipe} | {who} | {seeds} | {cell('best', 'map50')} | {sd} | {cell('last', 'map50')} | "
-                     f"{cell('best', 'map')} | {cell('last', 'map')} | {statistics.mean(c['wall_s'] for c in cs):.0f} |")
+                     f"{cell('best', 'map')} | {cell('last', 'map')} | {vb} | {statistics.mean(c['wall_s'] for c in cs):.0f} |")
     if probes:
         lines.append(f"\nfp32 2048x2048 matmul probe: {', '.join(f'{p:.0f}' for p in probes)} GFLOP/s (start, end)")
     return "\n".join(lines)
@@ -352,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     for who in a.who:
                         run_cell(a, task, recipe, who, seed)
         probes.append(matmul_probe())
-    cells = [json.loads(p.read_text()) for p in sorted(a.work.glob("*/*/*/seed*/cell.json"))]
+    cells = [load_cell(p) for p in sorted(a.work.glob("*/*/*/seed*/cell.json"))]
     header = (f"Learning benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores; {_versions()}")
     text = report(cells, probes, header)

@@ -70,11 +70,22 @@ def test_peer_weights_fill_every_tensor_of_yolov5n_layout_by_name():
 
 
 def test_report_gives_mean_min_and_sd_per_group():
-    def cell(seed, best):
+    def cell(seed, best, vbox):
         m = {"map50": best, "map": best / 2}
-        return {"task": "shapes", "recipe": "same", "who": "ours-x", "seed": seed, "best": m, "last": m, "wall_s": 10.0}
-    text = bench_learning.report([cell(0, 0.1), cell(1, 0.3)], [300.0, 310.0], "header")
+        return {"task": "shapes", "recipe": "same", "who": "ours-x", "seed": seed, "best": m, "last": m, "wall_s": 10.0,
+                "final_val_box_loss": vbox}
+    text = bench_learning.report([cell(0, 0.1, 0.07), cell(1, 0.3, 0.05)], [300.0, 310.0], "header")
     row = next(line for line in text.splitlines() if "ours-x" in line)
-    # mean 0.2 (min 0.1); sample sd of (0.1, 0.3) = 0.1414
-    assert "| 0,1 | 0.200 (0.100) | 0.141 | 0.200 (0.100) | 0.100 (0.050) |" in row
+    # mean 0.2 (min 0.1); sample sd of (0.1, 0.3) = 0.1414; val box loss mean 0.06, sd 0.01414
+    assert "| 0,1 | 0.200 (0.100) | 0.141 | 0.200 (0.100) | 0.100 (0.050) | 0.100 (0.050) | 0.0600 (0.0141) | 10 |" in row
     assert "300, 310 GFLOP/s" in text
+
+
+def test_a_cell_written_before_the_val_loss_field_reads_it_from_its_results_csv(tmp_path):
+    done = tmp_path / "seed0" / "cell.json"
+    (done.parent / "train").mkdir(parents=True)
+    done.write_text(json.dumps({"seed": 0, "best": {"map50": 0.1}}))
+    (done.parent / "train" / "results.csv").write_text(
+        "epoch,metrics/mAP_0.5,val/box_loss\n0,0.01,0.09\n1,0.05,0.0712\n")
+    c = bench_learning.load_cell(done)
+    assert c["final_val_box_loss"] == 0.0712 and c["best"] == {"map50": 0.1}
