@@ -166,14 +166,12 @@ def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: P
         loader = loaders[data_path]
         wall = _run([str(PEER), str(ROOT / "benchmarks" / "cross_data.py"), "ours", *common, "--peer-hyp", str(peer_h),
                      "--loader", loader], log, extra_env={"PYTHONPATH": str(ROOT)})
-    elif data_path == "peer-python":   # plain train.py, run by the peer venv's python (its opencv, no yolov5 import)
-        wall = _run([str(PEER), "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log,
-                    extra_env={"PYTHONPATH": str(ROOT)})
-    elif data_path:
+    elif data_path in ("", "peer-python"):   # plain train.py; @peer-python: the peer venv's python runs it
+        python, env = (str(PEER), {"PYTHONPATH": str(ROOT)}) if data_path else (sys.executable, None)
+        wall = _run([python, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log, extra_env=env)
+    else:
         raise ValueError(f"unknown data path {data_path!r} in --who (known: "
                          f"{', '.join('@' + k for k in (*loaders, 'peer-python'))})")
-    else:
-        wall = _run([sys.executable, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log)
     out = {"wall_s": wall, **_curves(cell / "train" / "results.csv")}
     for which in ("best", "last"):
         _run([sys.executable, "test.py", "--weights", str(cell / "train" / "weights" / f"{which}.pt"), "--data", str(data),
@@ -337,8 +335,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--recipes", nargs="+", default=["same"], choices=sorted(RECIPES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--who", nargs="+", default=["ours-yolov4_n", "ours-yolov5n_layout", "yolov5-yolov5n"],
-                    help="cells: ours-<config name>, ours-<config name>@yolov5-data (our Trainer on yolov5's "
-                         "dataloader: benchmarks/cross_data.py; @peer-venv: its control), yolov5-yolov5n and/or yolov5-yolov5n@ours-data (the reverse)")
+                    help="cells: ours-<config name>[@yolov5-data | @peer-venv | @peer-python | "
+                         "@yolov5-data+our-mosaic] and/or yolov5-yolov5n[@ours-data]; the @ forms swap "
+                         "dataloaders or venvs (benchmarks/cross_data.py, run_ours / run_peer docstrings)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--img-size", type=int, default=None, help="default per task: shapes 160, COCO tasks 320")
     ap.add_argument("--batch", type=int, default=16)

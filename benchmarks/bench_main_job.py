@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import utils.train.trainer as trainer_module
     from bench_learning import matmul_probe
+    from utils.config import ConfigError
     from utils.train.options import TrainOptions
 
     times: dict[str, list[float]] = {"train": [], "val": [], "ckpt": []}
@@ -82,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     probe_before = matmul_probe()
     t0 = time.perf_counter()
     extra = {"epochs": a.epochs} if a.epochs else {}
-    opt = TrainOptions(seed=a.seed, amp=a.amp, workers=a.workers, quiet=True, project=a.project, name="run",
-                       exist_ok=True, **extra)
+    try:
+        opt = TrainOptions(seed=a.seed, amp=a.amp, workers=a.workers, quiet=True, project=a.project, name="run",
+                           exist_ok=True, **extra)
+    except ConfigError as e:   # e.g. --workers -1: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     trainer = trainer_module.Trainer(opt)
     if a.loader_thread:
         trainer.train_loader = ThreadPrefetch(trainer.train_loader)

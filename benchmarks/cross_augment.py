@@ -46,13 +46,13 @@ class Draws:
         pass
 
 
-def _ours(data: str, augment: bool = True):
+def _ours(data: str):
     from utils.config import load_hyp
     from utils.data.config import load_data_config
     from utils.data.datasets import load_split
     from utils.data.loader import DetectionDataset
     info = load_split(load_data_config(data), "train")
-    return DetectionDataset(info, SIZE, load_hyp(ROOT / "configs" / "hyp.scratch.yaml"), augment=augment)
+    return DetectionDataset(info, SIZE, load_hyp(ROOT / "configs" / "hyp.scratch.yaml"), augment=True)
 
 
 def _peer_hyp() -> dict:

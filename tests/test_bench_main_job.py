@@ -29,3 +29,9 @@ def test_phases_add_up_and_the_loader_thread_changes_no_result(capsys, tmp_path,
     assert threaded["map50"] == plain["map50"]
     rows = [(tmp_path / d / "run" / "results.csv").read_text().splitlines()[1] for d in ("plain", "thread")]
     assert rows[0] == rows[1]   # losses, metrics and lrs of the epoch, to the last digit
+
+
+def test_a_bad_option_is_one_line_and_exit_2(capsys):
+    assert bench_main_job.main(["--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: training options: workers must be an integer >= 0, got -1"]
