@@ -56,12 +56,16 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
                 norm.append(p)
             else:
                 weights.append(p)
+    # foreach=True: one multi-tensor call per group instead of a Python loop over ~200 tensors; on CPU
+    # the same per-tensor arithmetic (bitwise-equal steps, tests/utils/train/test_schedule.py) in 2/3 of
+    # the time -- torch enables it by default on CUDA only. (fused=True is faster still but rounds
+    # differently, so it would move every measured trajectory.)
     if name == "SGD":
-        opt = torch.optim.SGD(norm, lr=lr, momentum=momentum, nesterov=True)
+        opt = torch.optim.SGD(norm, lr=lr, momentum=momentum, nesterov=True, foreach=True)
     elif name == "Adam":
-        opt = torch.optim.Adam(norm, lr=lr, betas=(momentum, 0.999))
+        opt = torch.optim.Adam(norm, lr=lr, betas=(momentum, 0.999), foreach=True)
     elif name == "AdamW":
-        opt = torch.optim.AdamW(norm, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+        opt = torch.optim.AdamW(norm, lr=lr, betas=(momentum, 0.999), weight_decay=0.0, foreach=True)
     else:
         raise ValueError(f"optimizer must be SGD, Adam or AdamW, got {name!r}")
     opt.add_param_group({"params": weights, "weight_decay": weight_decay})
