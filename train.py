@@ -22,8 +22,8 @@ from pathlib import Path
 from utils.cli.checks import OneLineParser, check_freeze, float_in, int_at_least
 from utils.cli.common import exit_code, log_to_terminal
 from utils.config import OPTIMIZERS, ConfigError
-from utils.train.options import (AMP_CHOICES, NMS_KINDS, TASKS, RunComplete, TrainOptions, options_from_args,
-                                 resolve_resume)
+from utils.train.options import (AMP_CHOICES, CACHE_CHOICES, NMS_KINDS, TASKS, RunComplete, TrainOptions,
+                                 options_from_args, resolve_resume)
 
 LOGGER = logging.getLogger("train")
 
@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     ap.add_argument("--patience", type=int_at_least(0), default=100, help="early stopping: epochs without improvement (0 = off)")
     ap.add_argument("--freeze", type=int_at_least(0), nargs="+", default=[],
                     help="freeze the first N layers, or these layer indices")
-    ap.add_argument("--cache", choices=("ram",), default=None, help="cache decoded images in RAM")
+    ap.add_argument("--cache", choices=CACHE_CHOICES, default="auto",
+                    help="decoded images in RAM: auto = when train + val take <= 1 GiB and 10%% of the free memory")
     ap.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                     help="mixed precision: auto = fp16 on CUDA, off on CPU")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,

@@ -90,7 +90,7 @@ class ClassifyTrainer:
             raise ConfigError("--resume is not supported with --task classify yet; start a new run "
                               "(--weights last.pt keeps the weights)")
         unsupported = [flag for flag, on in (("--freeze", opt.freeze), ("--multi-scale", opt.multi_scale),
-                                              ("--cache", opt.cache), ("--sync-bn", opt.sync_bn),
+                                              ("--cache ram", opt.cache == "ram"), ("--sync-bn", opt.sync_bn),
                                               ("--amp " + str(opt.amp), opt.amp not in ("auto", "off")),
                                               ("torchrun (WORLD_SIZE > 1)", int(os.environ.get("WORLD_SIZE", "1")) > 1))
                        if on]

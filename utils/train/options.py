@@ -23,7 +23,7 @@ from utils.config import ConfigError, Hyp, OPTIMIZERS, load_hyp, replace
 TASKS = ("detect", "classify")
 AMP_CHOICES = ("auto", "off", "fp16", "bf16")
 NMS_KINDS = ("nms", "diou")
-CACHE_CHOICES = (None, "ram")
+CACHE_CHOICES = ("auto", "ram", "off")  # utils/data/ram_cache.py decides "auto"
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {  # what an omitted flag means for each --task
     "detect": {"cfg": "configs/yolov4_n.yaml", "data": "data/shapes.yaml", "hyp": "configs/hyp.shapes.yaml",
                "epochs": 40, "img_size": 160, "batch_size": 16},
@@ -32,6 +32,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {  # what an omitted flag means for e
 }
 RESUME_OVERRIDES = ("device", "batch_size", "workers")  # flags a --resume command may change (and --epochs)
 OLD_DEFAULTS = {"channels_last": False}  # checkpoints from before a flag existed trained without it
+OLD_VALUES = {"cache": {None: "off"}}      # values older checkpoints stored, as they read now
 
 
 class RunComplete(Exception):
@@ -60,7 +61,7 @@ class TrainOptions:
     # --- training extras ---------------------------------------------------------------------
     multi_scale: bool = False               # vary the image size every few batches (seed 004)
     sync_bn: bool = False                   # SyncBatchNorm under DDP (CUDA only)
-    cache: str | None = None                # ram: decoded images cached in RAM
+    cache: str = "auto"                     # decoded images in RAM: auto (when small, utils/data/ram_cache.py) | ram | off
     amp: str = "auto"                       # auto (fp16 on CUDA, off on CPU) | off | fp16 | bf16
     channels_last: bool = True              # NHWC weights (faster convolutions on CPU and CUDA)
     noautoanchor: bool = False              # keep the YAML anchors even if k-means fits better
@@ -143,6 +144,9 @@ def options_from_dict(d: dict[str, Any], source: str) -> TrainOptions:
         raise ConfigError(f"{source}: the checkpoint's options are not a mapping ({type(d).__name__})")
     names = {f.name for f in dataclasses.fields(TrainOptions)} - {"given"}
     values = {**OLD_DEFAULTS, **{k: v for k, v in d.items() if k in names}}
+    for k, old in OLD_VALUES.items():
+        if k in values and values[k] in old:
+            values[k] = old[values[k]]
     values["freeze"] = tuple(values.get("freeze") or ())
     try:
         return TrainOptions(**values)

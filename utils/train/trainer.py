@@ -193,11 +193,16 @@ class Trainer:
 
     def _build_loaders(self, gs: int) -> None:
         from utils.data.loader import LoaderSettings, MultiScale, build_dataloader
+        from utils.data.ram_cache import available_memory, cache_bytes, decide_ram_cache
         opt, bs = self.opt, self.opt.batch_size // self.world
+        need = cache_bytes([*self.train_info.records, *self.val_info.records], opt.img_size)  # rank 0's need
+        ram, why = decide_ram_cache(opt.cache, need, self.world, available_memory())
+        if dist.is_main():
+            LOGGER.info(why)
         train = LoaderSettings(opt.img_size, bs, augment=True, shuffle=True, stride=gs, workers=opt.workers,
-                               seed=opt.seed, cache_ram=opt.cache == "ram", rank=self.rank, world_size=self.world)
+                               seed=opt.seed, cache_ram=ram, rank=self.rank, world_size=self.world)
         self.train_loader = build_dataloader(self.train_info, train, self.hyp)
-        val = LoaderSettings(opt.img_size, bs * 2, rect=True, stride=gs, workers=opt.workers)
+        val = LoaderSettings(opt.img_size, bs * 2, rect=True, stride=gs, workers=opt.workers, cache_ram=ram)
         self.val_loader = build_dataloader(self.val_info, val, self.hyp) if dist.is_main() else None
         self.multi_scale = MultiScale.from_hyp(opt.img_size, self.hyp, gs, opt.seed) if opt.multi_scale else None
 

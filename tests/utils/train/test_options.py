@@ -59,6 +59,11 @@ def test_old_checkpoint_options():
     assert (opt.epochs, opt.batch_size, opt.workers, opt.channels_last, opt.given) == (1, 16, 0, True, frozenset())
     older = {k: v for k, v in OLD_OPT.items() if k != "channels_last"}   # trained before --channels-last existed
     assert options_from_dict(older, "older.pt").channels_last is False
+    assert opt.cache == "off"                                            # saved before --cache auto: None meant no cache
+    assert options_from_dict({**OLD_OPT, "cache": "ram"}, "old.pt").cache == "ram"
+    assert train.parse_args([]).cache == "auto" and train.parse_args(["--cache", "off"]).cache == "off"
+    with pytest.raises(ConfigError, match="cache must be one of"):
+        TrainOptions(cache="disk")
 
 
 def test_resume_overrides_only_what_the_command_gives():
