@@ -260,6 +260,29 @@ def test_channels_last_model_computes_the_same():
         assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm() + 1e-6, name
 
 
+def test_validation_runs_a_fused_copy_of_the_ema(shapes_yaml, tmp_path):
+    """Each epoch validates the EMA weights with Conv+BN folded (as test.py runs a checkpoint): the same
+    predictions, and the EMA itself keeps its BatchNorms for the next updates."""
+    from utils.train.options import TrainOptions
+    from utils.train.trainer import Trainer
+    opt = TrainOptions(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), data=str(shapes_yaml), epochs=1, img_size=64,
+                       batch_size=8, device="cpu", workers=0, project=str(tmp_path), quiet=True, noautoanchor=True)
+    t = Trainer(opt)
+    torch.manual_seed(0)
+    for m in t.ema.ema.modules():   # running statistics far from the initial 0 / 1, so folding matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fused = t.eval_model()
+    bns = [sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) for model in (t.ema.ema, fused)]
+    assert bns == [72, 9]   # yolov4_n: all but the 9 BNs after a concatenation (CSP blocks, SPPCSP) folded
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want, got = t.ema.ema.eval()(x)[0], fused(x)[0]
+    assert got.shape == want.shape
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+
+
 def test_openmp_wait_policy_follows_the_load_at_start():
     from utils.cli.cpu_env import BUSY_LOAD, wait_policy_for
     assert wait_policy_for(0.0) is None and wait_policy_for(BUSY_LOAD - 0.01) is None   # quiet: libgomp default

@@ -6,6 +6,7 @@ it. Rank 0 evaluates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -248,6 +249,14 @@ class Trainer:
                          "recent": [float(v) for v in self.loop.recent]},
                 "rng": rng_state(), "hyp": self.hyp.to_dict(), "opt": options_to_dict(self.opt), "metrics": metrics}
 
+    def eval_model(self) -> nn.Module:
+        """What each epoch validates: a copy of the EMA weights (the raw ones without EMA) with every
+        Conv+BN folded, as test.py and detect.py run a checkpoint -- so validation reports their mAP,
+        in ~2/3 of the unfused model's inference time (yolov4_n at 160 px on CPU)."""
+        model = copy.deepcopy(self.ema.ema if self.ema else unwrap(self.model)).eval()
+        model.fuse()
+        return model.to(memory_format=torch.channels_last) if self.opt.channels_last else model
+
     def settings(self) -> LoopSettings:
         nb = len(self.train_loader)
         return LoopSettings(self.device, self.opt.epochs, self.accumulate, warmup_iterations(self.hyp, nb),
@@ -276,7 +285,7 @@ class Trainer:
             except NonFiniteLossError as err:
                 diverged = str(err)
             if main and diverged is None:
-                result = evaluate(self.ema.ema if self.ema else self.model, self.val_loader, self.val_info.records,
+                result = evaluate(self.eval_model(), self.val_loader, self.val_info.records,
                                   self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
                 diverged = _diverged(result, losses, epoch)
                 if diverged is None:
