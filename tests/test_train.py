@@ -284,9 +284,31 @@ def test_validation_runs_a_fused_copy_of_the_ema(shapes_yaml, tmp_path):
 
 
 def test_openmp_wait_policy_follows_the_load_at_start():
-    from utils.cli.cpu_env import BUSY_LOAD, wait_policy_for
-    assert wait_policy_for(0.0) is None and wait_policy_for(BUSY_LOAD - 0.01) is None   # quiet: libgomp default
-    assert wait_policy_for(BUSY_LOAD) == "PASSIVE" and wait_policy_for(3.7) == "PASSIVE"
+    from utils.cli.cpu_env import BUSY_CORES, wait_policy_for
+    assert wait_policy_for(0.0) is None and wait_policy_for(BUSY_CORES - 0.01) is None   # quiet: libgomp default
+    assert wait_policy_for(BUSY_CORES) == "PASSIVE" and wait_policy_for(3.7) == "PASSIVE"
+
+
+def test_busy_cores_from_two_proc_stat_samples():
+    """(busy ticks delta) / (all ticks delta) x CPUs: 50 of 100 ticks on 2 CPUs = one core busy."""
+    from utils.cli.cpu_env import busy_cores
+    samples = iter([(100, 1000, 2), (150, 1100, 2)])
+    assert busy_cores(0.0, ticks=lambda: next(samples)) == pytest.approx(1.0)
+    assert busy_cores(0.0, ticks=lambda: None) is None
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat (Linux)")
+def test_busy_cores_sees_a_spinning_neighbour():
+    """A process spinning on one core reads as >= BUSY_CORES busy (so the CLIs choose PASSIVE),
+    whatever the 1-minute load average says."""
+    from utils.cli.cpu_env import BUSY_CORES, busy_cores
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert busy_cores(0.5) >= BUSY_CORES
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 @pytest.mark.parametrize("module,given", [("train", "ACTIVE"), ("test", ""), ("detect", "PASSIVE")])

@@ -1,31 +1,73 @@
 """Process-start CPU settings: they must be in place before ``import torch`` loads OpenMP.
 
-Kept free of heavy imports (only ``os``), so a CLI can call it as its first statement.
+Kept free of heavy imports (only ``os`` and ``time``), so a CLI can call it as its first statement.
 """
 from __future__ import annotations
 
 import os
+import time
 from typing import Optional
 
-BUSY_LOAD = 0.5   # 1-minute load average at start that means another process is using a core
+BUSY_CORES = 0.5  # cores that other processes keep busy at start that mean the machine is shared
+SAMPLE_S = 0.2    # how long the start-up sample of /proc/stat lasts
 
 
-def wait_policy_for(load_1min: float) -> Optional[str]:
-    """``"PASSIVE"`` when the machine is already busy at start, else None (libgomp's default).
+def wait_policy_for(busy: float) -> Optional[str]:
+    """``"PASSIVE"`` when other processes keep ``busy`` >= BUSY_CORES cores busy at start, else None
+    (libgomp's default).
 
     Measured (benchmarks/bench_omp.py, one epoch of the main job, 2-core AMD VM, 2026-12-01):
     quiet, libgomp's spin-then-sleep default took 14.1-17.6 s against 19.7-19.8 s for PASSIVE;
     beside one busy process PASSIVE took 24.2 s against 36.8 s (and 23.9 against 44.3 CPU seconds:
-    spinning threads burn the core the neighbour needs). So each is right in its own case.
+    spinning threads burn the core the neighbour needs). So each is right in its own case -- and the
+    wrong one is costly: the whole 40-epoch main job on a quiet Intel VM took 555 s under PASSIVE
+    against 315 s under the default (2026-12-02).
     """
-    return "PASSIVE" if load_1min >= BUSY_LOAD else None
+    return "PASSIVE" if busy >= BUSY_CORES else None
+
+
+def cpu_ticks() -> Optional[tuple[int, int, int]]:
+    """``(busy, total, cpus)``: the busy and all clock ticks of every CPU so far (``/proc/stat``), None
+    where there is no such file."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    fields = lines[0].split() if lines else []
+    if len(fields) < 5 or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]      # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
+    return sum(ticks) - idle, sum(ticks), max(cpus, 1)
+
+
+def busy_cores(sample_s: float = SAMPLE_S, ticks=cpu_ticks) -> Optional[float]:
+    """Cores kept busy by other processes now: ``/proc/stat`` over ``sample_s`` seconds while this
+    process sleeps. Not the load average: a minute after a job ends its 1-minute average still reads
+    ~1.5 on a machine that is idle (which made a main job that followed another run under PASSIVE)."""
+    first = ticks()
+    if first is None:
+        return None
+    time.sleep(sample_s)
+    second = ticks()
+    if second is None or second[1] <= first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1]) * second[2]
 
 
 def choose_openmp_wait_policy() -> None:
     """Set OMP_WAIT_POLICY=PASSIVE on a machine that is busy when the process starts, unless the user
-    chose a policy (a value that is set, even empty, is left alone)."""
-    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
+    chose a policy (a value that is set, even empty, is left alone). Busy is measured from
+    ``/proc/stat`` (:func:`busy_cores`); where it is missing, the 1-minute load average stands in."""
+    if "OMP_WAIT_POLICY" in os.environ:
         return
-    policy = wait_policy_for(os.getloadavg()[0])
+    busy = busy_cores()
+    if busy is None:
+        if not hasattr(os, "getloadavg"):
+            return
+        busy = os.getloadavg()[0]
+    policy = wait_policy_for(busy)
     if policy:
         os.environ["OMP_WAIT_POLICY"] = policy
