@@ -27,20 +27,27 @@ def wait_policy_for(busy: float) -> Optional[str]:
 
 
 def cpu_ticks() -> Optional[tuple[int, int, int]]:
-    """``(busy, total, cpus)``: the busy and all clock ticks of every CPU so far (``/proc/stat``), None
-    where there is no such file."""
+    """``(busy, total, cpus)``: the busy and all clock ticks so far of the CPUs this process may run on
+    (``/proc/stat``'s ``cpuN`` lines, restricted to the affinity mask: a ``taskset`` or cpuset keeps other
+    cores' tenants out of the count), None where there is no such file."""
     try:
         with open("/proc/stat") as f:
             lines = f.read().splitlines()
     except OSError:
         return None
-    fields = lines[0].split() if lines else []
-    if len(fields) < 5 or fields[0] != "cpu":
-        return None
-    ticks = [int(v) for v in fields[1:9]]      # user nice system idle iowait irq softirq steal
-    idle = ticks[3] + ticks[4]
-    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
-    return sum(ticks) - idle, sum(ticks), max(cpus, 1)
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    busy = total = cpus = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or not fields[0].startswith("cpu") or not fields[0][3:].isdigit():
+            continue
+        if allowed is not None and int(fields[0][3:]) not in allowed:
+            continue
+        ticks = [int(v) for v in fields[1:9]]   # user nice system idle iowait irq softirq steal
+        busy += sum(ticks) - ticks[3] - ticks[4]
+        total += sum(ticks)
+        cpus += 1
+    return (busy, total, cpus) if cpus else None
 
 
 def busy_cores(sample_s: float = SAMPLE_S, ticks=cpu_ticks) -> Optional[float]:
