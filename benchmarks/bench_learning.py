@@ -287,10 +287,15 @@ def run_cell(a, task: str, recipe: str, who: str, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ report
 def _versions() -> str:
+    """torch and OpenCV of both venvs (the OpenCV build alone moves a 30-epoch run to another trajectory)."""
+    import cv2
     import torch
-    peer = subprocess.run([str(PEER), "-c", "import torch, yolov5; print(torch.__version__, yolov5.__version__)"],
-                          capture_output=True, text=True, env=_env()).stdout.split() if PEER.exists() else []
-    return (f"torch {torch.__version__} (ours), " + (f"torch {peer[0]} + yolov5 {peer[1]} (peer venv)" if peer else "no peer venv")
+    code = "import cv2, torch, yolov5; print(torch.__version__, yolov5.__version__, cv2.__version__)"
+    peer = subprocess.run([str(PEER), "-c", code], capture_output=True, text=True,
+                          env=_env()).stdout.split() if PEER.exists() else []
+    return (f"torch {torch.__version__} + OpenCV {cv2.__version__} (ours), "
+            + (f"torch {peer[0]} + yolov5 {peer[1]} + OpenCV {peer[2]} ({PEER.parents[1].name})" if len(peer) == 3
+               else "no peer venv")
             + f", Python {platform.python_version()}")
 
 
@@ -344,6 +349,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every cell (1 leaves a core free)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_learning")
     ap.add_argument("--report", type=Path, default=None, help="also write the markdown report here")
+    ap.add_argument("--peer-python", type=Path, default=PEER,
+                    help="the python of the yolov5 venv (default %(default)s); another venv compares package sets")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the finished cells under --work")
     ap.add_argument("--rescore-peer", action="store_true",
                     help="score the saved yolov5 predictions of every finished peer cell again (no training)")
@@ -351,9 +358,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PEER
     a = parse_args(argv)
     a.work = a.work.resolve()
     THREADS["n"] = a.threads
+    PEER = a.peer_python
     if any(w.startswith("yolov5") or "@" in w for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2

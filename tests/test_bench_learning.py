@@ -89,3 +89,15 @@ def test_a_cell_written_before_the_val_loss_field_reads_it_from_its_results_csv(
         "epoch,metrics/mAP_0.5,val/box_loss\n0,0.01,0.09\n1,0.05,0.0712\n")
     c = bench_learning.load_cell(done)
     assert c["final_val_box_loss"] == 0.0712 and c["best"] == {"map50": 0.1}
+
+
+def test_peer_python_names_the_venv_that_runs_the_yolov5_cells(tmp_path, capsys, monkeypatch):
+    """--peer-python picks the yolov5 venv (e.g. one with another OpenCV build); a missing one stops
+    before any cell with one line naming it."""
+    monkeypatch.setattr(bench_learning, "PEER", bench_learning.PEER)   # main() rebinds it: restore after
+    missing = tmp_path / "no-venv" / "bin" / "python"
+    rc = bench_learning.main(["--who", "yolov5-yolov5n", "--peer-python", str(missing), "--work", str(tmp_path / "w")])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (f"error: no peer venv at {missing} "
+                                               "(set it up as ../shared/bench/peer_bench.py says)")
+    assert bench_learning.PEER == missing and not (tmp_path / "w").exists()
