@@ -25,6 +25,10 @@ epoch, its other augmentation values) -- yolov5 has no nominal-batch, EMA-decay 
 
 Cells are resumable: a finished cell (``cell.json``) is never run again. The peer needs its own venv
 (``--peer-python``, default $HOME/.cache/peer-venv/bin/python; see ../shared/bench/peer_bench.py).
+The OpenCV build alone moves a 30-epoch run to another trajectory (RESULTS.md); to compare on this project's
+build, copy the peer venv and swap it in (``cp -a peer-venv peer-cv4``; ``peer-cv4/bin/python -m pip uninstall
+-y opencv-python opencv-python-headless``; ``... install opencv-python-headless==<our version>``), then pass
+``--peer-python ~/.cache/peer-cv4/bin/python``.
 Output: a markdown report (``--report``) with the machine, torch versions, the fp32 matmul probe at
 the start and end, and per (task, recipe, framework) the mean and min over seeds.
 """
