@@ -2,10 +2,10 @@
 
 Decoding dominates the loader's per-image work on small images: for the main job (400 + 100 PNGs
 at 160 px) one training pass of the loader took 0.81-1.04 s decoding from disk and 0.31-0.42 s from
-RAM (Intel 2-core VM, 2026-12-02, benchmarks/RESULTS.md "The main job"), the same batches bit for bit. ``auto`` (the default) caches when
-the resized images of the training and validation splits, in every process, take at most
-:data:`AUTO_MAX_BYTES` and :data:`AUTO_MAX_SHARE` of the memory available now; a COCO-sized set
-stays on disk. ``ram`` always caches, ``off`` never does.
+RAM (Intel 2-core VM, 2026-12-02, benchmarks/RESULTS.md "The main job"), the same batches bit for
+bit. ``auto`` (the default) caches when the resized images of the training and validation splits,
+in every process, take at most :data:`AUTO_MAX_BYTES` and :data:`AUTO_MAX_SHARE` of the memory
+available now; a COCO-sized set stays on disk. ``ram`` always caches, ``off`` never does.
 """
 from __future__ import annotations
 
