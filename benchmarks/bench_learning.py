@@ -299,7 +299,7 @@ def _versions() -> str:
                           env=_env()).stdout.split() if PEER.exists() else []
     return (f"torch {torch.__version__} + OpenCV {cv2.__version__} (ours), "
             + (f"torch {peer[0]} + yolov5 {peer[1]} + OpenCV {peer[2]} ({PEER.parents[1].name})" if len(peer) == 3
-               else "no peer venv")
+               else f"peer venv {PEER} did not report torch/yolov5/OpenCV" if PEER.exists() else "no peer venv")
             + f", Python {platform.python_version()}")
 
 

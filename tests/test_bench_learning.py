@@ -101,3 +101,16 @@ def test_peer_python_names_the_venv_that_runs_the_yolov5_cells(tmp_path, capsys,
     assert capsys.readouterr().err.strip() == (f"error: no peer venv at {missing} "
                                                "(set it up as ../shared/bench/peer_bench.py says)")
     assert bench_learning.PEER == missing and not (tmp_path / "w").exists()
+
+
+def test_report_header_says_when_the_peer_venv_cannot_report_its_versions(tmp_path, monkeypatch):
+    """A python without yolov5 is named as such, a missing one as 'no peer venv'; ours always gives OpenCV."""
+    import sys
+    from pathlib import Path
+    import cv2
+    monkeypatch.setattr(bench_learning, "PEER", Path(sys.executable))   # this venv has no yolov5
+    text = bench_learning._versions()
+    assert f"+ OpenCV {cv2.__version__} (ours)" in text
+    assert f"peer venv {sys.executable} did not report torch/yolov5/OpenCV" in text
+    monkeypatch.setattr(bench_learning, "PEER", tmp_path / "missing")
+    assert "no peer venv" in bench_learning._versions()
