@@ -290,17 +290,23 @@ def run_cell(a, task: str, recipe: str, who: str, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ report
+def _peer_versions() -> str:
+    """The peer venv's torch, yolov5 and OpenCV, or why they are missing."""
+    if not PEER.exists():
+        return "no peer venv"
+    code = "import cv2, torch, yolov5; print(torch.__version__, yolov5.__version__, cv2.__version__)"
+    peer = subprocess.run([str(PEER), "-c", code], capture_output=True, text=True, env=_env()).stdout.split()
+    if len(peer) != 3:
+        return f"peer venv {PEER} did not report torch/yolov5/OpenCV"
+    return f"torch {peer[0]} + yolov5 {peer[1]} + OpenCV {peer[2]} ({PEER.parents[1].name})"
+
+
 def _versions() -> str:
     """torch and OpenCV of both venvs (the OpenCV build alone moves a 30-epoch run to another trajectory)."""
     import cv2
     import torch
-    code = "import cv2, torch, yolov5; print(torch.__version__, yolov5.__version__, cv2.__version__)"
-    peer = subprocess.run([str(PEER), "-c", code], capture_output=True, text=True,
-                          env=_env()).stdout.split() if PEER.exists() else []
-    return (f"torch {torch.__version__} + OpenCV {cv2.__version__} (ours), "
-            + (f"torch {peer[0]} + yolov5 {peer[1]} + OpenCV {peer[2]} ({PEER.parents[1].name})" if len(peer) == 3
-               else f"peer venv {PEER} did not report torch/yolov5/OpenCV" if PEER.exists() else "no peer venv")
-            + f", Python {platform.python_version()}")
+    return (f"torch {torch.__version__} + OpenCV {cv2.__version__} (ours), {_peer_versions()}, "
+            f"Python {platform.python_version()}")
 
 
 def report(cells: list[dict], probes: list[float], header: str) -> str:

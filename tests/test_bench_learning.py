@@ -2,6 +2,8 @@
 project's category ids, so a perfect yolov5 prediction file scores mAP 1 (it scored ~0 for class 0 and
 shifted every other class by one before the fix)."""
 import json
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -105,9 +107,6 @@ def test_peer_python_names_the_venv_that_runs_the_yolov5_cells(tmp_path, capsys,
 
 def test_report_header_says_when_the_peer_venv_cannot_report_its_versions(tmp_path, monkeypatch):
     """A python without yolov5 is named as such, a missing one as 'no peer venv'; ours always gives OpenCV."""
-    import sys
-    from pathlib import Path
-    import cv2
     monkeypatch.setattr(bench_learning, "PEER", Path(sys.executable))   # this venv has no yolov5
     text = bench_learning._versions()
     assert f"+ OpenCV {cv2.__version__} (ours)" in text
