@@ -333,17 +333,6 @@ def report(cells: list[dict], probes: list[float], header: str) -> str:
     return "\n".join(lines)
 
 
-def matmul_probe(n: int = 2048, reps: int = 5) -> float:
-    import torch
-    torch.set_num_threads(2)
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["shapes"], choices=sorted(TASK_SIZE))
@@ -376,18 +365,19 @@ def main(argv: list[str] | None = None) -> int:
     if any(w.startswith("yolov5") or "@" in w for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2
+    from machine_probe import matmul_probe  # imports torch: only where a run measures
     probes, cells = [], []
     if a.rescore_peer:
         rescore_peer_cells(a.work)
     if not a.report_only:
-        probes.append(matmul_probe())
+        probes.append(matmul_probe(threads=2))
         for task in a.tasks:
             a.size = a.img_size or TASK_SIZE[task]
             for recipe in a.recipes:
                 for seed in a.seeds:
                     for who in a.who:
                         run_cell(a, task, recipe, who, seed)
-        probes.append(matmul_probe())
+        probes.append(matmul_probe(threads=2))
     cells = [load_cell(p) for p in sorted(a.work.glob("*/*/*/seed*/cell.json"))]
     header = (f"Learning benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores; {_versions()}")

@@ -8,7 +8,7 @@ around its phases -- imports, build, each epoch's training pass and validation, 
 
 Prints one JSON line: seconds per phase, per-epoch lists, one extra pass of the training loader
 alone (``loader_pass_s``, after training), torch threads, the final mAP@0.5, and the fp32 matmul
-probe before and after (bench_learning.matmul_probe). Time it on a quiet machine only,
+probe before and after (machine_probe.matmul_probe, 2 threads). Time it on a quiet machine only,
 and compare variants as ratios within one session. ``--loader-thread`` runs the training loader in a
 background thread, a batch or two ahead of the model (measured: slower on 2 cores, see RESULTS.md).
 """
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import utils.train.trainer as trainer_module
-    from bench_learning import matmul_probe
+    from machine_probe import matmul_probe
     from utils.config import ConfigError
     from utils.train.options import TrainOptions
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer_module.evaluate = timed("val", trainer_module.evaluate)
     trainer_module.save_checkpoint = timed("ckpt", trainer_module.save_checkpoint)
     t_imports = time.perf_counter()
-    probe_before = matmul_probe()
+    probe_before = matmul_probe(threads=2)
     t0 = time.perf_counter()
     extra = {"epochs": a.epochs} if a.epochs else {}
     try:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     out.update(train_epoch_s=[round(v, 2) for v in times["train"]], val_epoch_s=[round(v, 2) for v in times["val"]],
                threads=torch.get_num_threads(), map50=round(summary["map50"], 4), amp=a.amp,
                workers=trainer.opt.workers, loader_thread=a.loader_thread,
-               probe_gflops=[round(probe_before), round(matmul_probe())], torch=torch.__version__)
+               probe_gflops=[round(probe_before), round(matmul_probe(threads=2))], torch=torch.__version__)
     print(json.dumps(out))
     return 0
 

@@ -32,6 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from machine_probe import matmul_probe  # same folder (run as a script)
 from models.summary import count_parameters, gflops
 from models.yolo import Model, load_model_cfg
 
@@ -83,13 +84,6 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, warmup: int, runs: int
             if k >= warmup:
                 times.append(time.perf_counter() - t)
     return times
-
-
-def matmul_probe(n: int = 1024, runs: int = 10) -> float:
-    """fp32 n x n matmul GFLOP/s (median): a machine-speed reference for drift."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    times = time_forward(lambda _: torch.mm(a, b), a, 2, runs)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def bench_cpu(path: Path, sizes: list[int], warmup: int, runs: int) -> dict:
@@ -199,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = model_configs(Path(opt.cfg_dir), opt.configs)
     t0 = time.perf_counter()
     peer_rows, notes = run_peer(opt.threads) if opt.peer else ([], [])
-    probe_start = matmul_probe()
+    probe_start = matmul_probe(n=1024)
     rows = [bench_cpu(p, opt.sizes, opt.warmup, opt.runs) for p in paths]
-    probe_end = matmul_probe()
+    probe_end = matmul_probe(n=1024)
     cuda = torch.cuda.is_available() and not opt.no_cuda
     cuda_rows = [bench_cuda(p, opt.sizes, opt.cuda_runs) for p in paths] if cuda else []
     wall = time.perf_counter() - t0

@@ -78,6 +78,7 @@ from utils.data.loader import LoaderSettings, build_dataloader
 from utils.train.loss import build_criterion
 from utils.train.schedule import build_optimizer
 from bench_models import model_configs  # same folder (run as a script)
+from machine_probe import matmul_probe
 
 VEHICLES = ["motorcycle", "car", "bus", "truck"]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "coco128"
@@ -93,19 +94,6 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "?"
-
-
-def matmul_probe(n: int = 2048, reps: int = 10) -> float:
-    """Median fp32 ``n x n`` matmul GFLOP/s on the current torch thread count (drift check)."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    rates = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    return statistics.median(rates)
 
 
 def status_kib(key: str) -> int:

@@ -3,8 +3,8 @@ very same batches (same results to the last digit), so its timings compare like 
 import json
 from pathlib import Path
 
-import bench_learning
 import bench_main_job
+import machine_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ def _run(capsys, tmp_path, *flags):
 
 def test_phases_add_up_and_the_loader_thread_changes_no_result(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)   # the main job's data/shapes.yaml
-    monkeypatch.setattr(bench_learning, "matmul_probe", lambda: 1.0)
+    monkeypatch.setattr(machine_probe, "matmul_probe", lambda **kw: 1.0)
     plain = _run(capsys, tmp_path / "plain")
     threaded = _run(capsys, tmp_path / "thread", "--loader-thread")
     for r in (plain, threaded):

@@ -1,0 +1,43 @@
+"""benchmarks/machine_probe.py: the probe is the median rate of its timed products, runs at the thread
+count asked for, and gives the caller its own thread count back."""
+import pytest
+import torch
+
+import machine_probe
+
+
+def test_rate_is_two_n_cubed_over_the_median_product_time(monkeypatch):
+    # timed products of 0.5, 2.0 and 0.5 s (perf_counter read before and after each): median 0.5 s, mean 1.0 s
+    clock = iter([0.0, 0.5, 10.0, 12.0, 20.0, 20.5])
+    monkeypatch.setattr(machine_probe.time, "perf_counter", lambda: next(clock))
+    rate = machine_probe.matmul_probe(n=10, reps=3, warmup=1)
+    assert rate == 2 * 10 ** 3 / 0.5 / 1e9   # 4e-6 GFLOP/s; the mean would give 2e-6
+
+
+def test_runs_at_the_threads_asked_and_restores_the_callers(monkeypatch):
+    seen, real_mm = [], torch.mm
+    monkeypatch.setattr(machine_probe.torch, "mm", lambda a, b: (seen.append(torch.get_num_threads()), real_mm(a, b))[1])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert machine_probe.matmul_probe(n=32, reps=2, threads=2, warmup=1) > 0
+        assert seen == [2, 2, 2] and torch.get_num_threads() == 1
+        seen.clear()
+        machine_probe.matmul_probe(n=32, reps=1, warmup=0)       # threads=None: the current count
+        assert seen == [1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_count_is_restored_when_a_product_fails(monkeypatch):
+    def boom(a, b):
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(machine_probe.torch, "mm", boom)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            machine_probe.matmul_probe(n=8, reps=1, threads=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
