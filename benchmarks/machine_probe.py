@@ -3,10 +3,15 @@
 One definition, so "probe 190" means the same measurement in every table: ``warmup`` untimed products,
 then the median rate of ``reps`` timed ones. ``threads`` runs the probe at that many torch threads and
 puts the caller's thread count back afterwards (a probe must not change the job it brackets); ``None``
-probes at the current count. Issue #15's reference (~240 GFLOP/s) is ``n=2048`` at 2 threads on a 2-core VM.
+probes at the current count. Issue #15's reference (~240 GFLOP/s) is ``n=2048`` at 2 threads on a 2-core VM,
+which is what the script prints:
+
+    .venv/bin/python benchmarks/machine_probe.py            # the README's "probe": 2048, 2 threads
+    .venv/bin/python benchmarks/machine_probe.py --n 1024    # bench_models.py's
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -30,3 +35,22 @@ def matmul_probe(n: int = 2048, reps: int = 10, threads: int | None = None, warm
     finally:
         torch.set_num_threads(before)
     return 2 * n ** 3 / statistics.median(seconds) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="fp32 n x n matmul GFLOP/s (median of --reps), the benchmarks' probe")
+    ap.add_argument("--n", type=int, default=2048, help="matrix size (default 2048)")
+    ap.add_argument("--reps", type=int, default=10, help="timed products (default 10)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's 2-core reference)")
+    a = ap.parse_args(argv)
+    for flag, value in (("--n", a.n), ("--reps", a.reps), ("--threads", a.threads)):
+        if value < 1:
+            ap.error(f"{flag} {value}: must be at least 1")
+    rate = matmul_probe(a.n, a.reps, a.threads)
+    print(f"fp32 {a.n}x{a.n} matmul probe: {rate:.1f} GFLOP/s (median of {a.reps}, {a.threads} torch threads, "
+          f"torch {torch.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,15 @@
 """benchmarks/machine_probe.py: the probe is the median rate of its timed products, runs at the thread
 count asked for, and gives the caller its own thread count back."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import machine_probe
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "machine_probe.py"
 
 
 def test_rate_is_two_n_cubed_over_the_median_product_time(monkeypatch):
@@ -41,3 +47,13 @@ def test_thread_count_is_restored_when_a_product_fails(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_script_prints_the_probe_and_refuses_a_zero_size():
+    ok = subprocess.run([sys.executable, str(SCRIPT), "--n", "64", "--reps", "2"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    line = ok.stdout.strip()
+    assert line.startswith("fp32 64x64 matmul probe: ") and "median of 2, 2 torch threads" in line
+    assert float(line.split(": ")[1].split()[0]) > 0
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--n", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--n 0: must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
