@@ -175,6 +175,9 @@ def test_ddp_two_gloo_ranks(shapes_yaml, tmp_path):
     ckpt = load_checkpoint(tmp_path / "exp" / "weights" / "last.pt")   # one run dir, written by rank 0
     assert ckpt["epoch"] == 0 and not any("module." in k for k in ckpt["model"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("mAP@0.5 ")]
+    assert len(summary) == 1 and "nan" not in summary[0], proc.stdout[-2000:]   # rank 0's line alone
+    assert (proc.stdout + proc.stderr).count("--sync-bn ignored") == 1
 
 
 # ------------------------------------------------------------------------------ learning

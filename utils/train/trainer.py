@@ -187,7 +187,7 @@ class Trainer:
         if self.world > 1:
             if opt.sync_bn and self.device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            elif opt.sync_bn:
+            elif opt.sync_bn and dist.is_main():
                 LOGGER.warning("--sync-bn ignored: PyTorch's SyncBatchNorm needs CUDA devices")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
