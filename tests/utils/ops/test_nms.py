@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from ops_testkit import diou_nms  # tests/utils/ops/ops_testkit.py
-from utils.ops.nms import batched_diou_nms, greedy_iou_nms, non_max_suppression, scale_boxes
+from utils.ops.nms import _RULES, batched_diou_nms, first_kept, greedy_iou_nms, non_max_suppression, scale_boxes
 
 
 def random_boxes(n: int, seed: int, n_classes: int = 5, dtype=torch.float32):
@@ -147,3 +147,57 @@ def test_scale_boxes_letterbox_inverse():
     assert got.tolist()[0] == pytest.approx([0., 0., 500., 1000.])
     assert boxes[1, 0] == -5.0  # input untouched
     assert scale_boxes(boxes.numpy(), (640, 640), (480, 640)).tolist() == out.tolist()  # numpy too
+
+
+def _sorted_candidates(n: int, seed: int, side: float, levels: int = 0):
+    """``random_boxes`` (8..128 px) with corners in a ``side`` px square, sorted by decreasing score
+    (stable); with ``levels`` the scores are rounded to that many values, so that many tie."""
+    boxes, scores, idxs = random_boxes(n, seed)
+    boxes = boxes - boxes[:, :2].repeat(1, 2) * (1 - side / 600)
+    if levels:
+        scores = torch.ceil(scores * levels) / levels
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return boxes[order], scores[order], idxs[order]
+
+
+@pytest.mark.parametrize("kind", ["nms", "diou"])
+@pytest.mark.parametrize("n,side,levels,max_det,sizes", [
+    (5000, 4000.0, 0, 300, [1200]),               # sparse: the 300th kept box lies in the first 4 x 300
+    (5000, 4000.0, 50, 300, [1200]),              # the same with 100-box ties in score
+    (5000, 4000.0, 0, 10, [1024]),                # a small max_det starts at PREFIX_MIN
+    (5000, 30.0, 0, 300, [1200, 5000]),           # dense: the 300th kept box is the ~2,800th
+    (20000, 30.0, 0, 300, [1200, 4800]),          # the same density, 4x the candidates: 4 x 4800 <= 20000
+    (4000, 4000.0, 0, 300, [4000]),               # 4 x 1200 > 4000: every candidate at once
+    (700, 160.0, 0, 300, [700]),
+])
+def test_first_kept_equals_the_rule_on_every_candidate(kind, n, side, levels, max_det, sizes):
+    boxes, scores, idxs = _sorted_candidates(n, seed=n + levels, side=side, levels=levels)
+    rule = _RULES[kind]
+    seen = []
+
+    def spy(b, s, i, t):
+        seen.append(b.shape[0])
+        return rule(b, s, i, t)
+
+    got = first_kept(boxes, scores, idxs, 0.45, max_det, spy)
+    want = torch.sort(rule(boxes, scores, idxs, 0.45)).values[:max_det]   # positions = score order
+    assert torch.equal(got, want)
+    assert seen == sizes
+
+
+def test_non_max_suppression_equals_torchvision_on_every_candidate():
+    """An untrained head's output at conf 0.001 (thousands of candidates an image, many tied):
+    the 300 detections are torchvision's batched_nms of all of them, in score order."""
+    g = torch.Generator().manual_seed(3)
+    n, nc = 3000, 4
+    rows = torch.cat([torch.rand(1, n, 2, generator=g) * 160, 8 + torch.rand(1, n, 2, generator=g) * 60,
+                      torch.rand(1, n, 1 + nc, generator=g).mul(40).ceil() / 40], 2)   # 40 score levels
+    out = non_max_suppression(rows, 0.001, 0.65, multi_label=True)[0]
+    x = rows[0]
+    boxes = torch.cat([x[:, :2] - x[:, 2:4] / 2, x[:, :2] + x[:, 2:4] / 2], 1)
+    i, j = (x[:, 5:] * x[:, 4:5] > 0.001).nonzero(as_tuple=True)
+    det = torch.cat([boxes[i], (x[i, 5 + j] * x[i, 4])[:, None], j[:, None].float()], 1)
+    det = det[torch.sort(det[:, 4], descending=True, stable=True).indices]
+    assert det.shape[0] > 4 * 1024   # the prefix path is taken
+    keep = torch.sort(torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), 0.65)).values
+    assert torch.equal(out, det[keep[:300]])
