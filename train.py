@@ -117,7 +117,7 @@ def detect(opt: TrainOptions) -> None:
         summary = Trainer(run).fit()
     finally:
         dist.cleanup()  # leave the torchrun process group (a no-op in one process)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun the other ranks hold no validation result
+    if dist.world()[0] <= 0:  # rank 0, or one process: under torchrun the other ranks hold no validation result
         print(f"mAP@0.5 {summary['map50']:.4f}  mAP@0.5:0.95 {summary['map']:.4f}  results in {summary['save_dir']}")
 
 
