@@ -92,6 +92,44 @@ def test_nan_guard_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, caplog
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.dtype.is_floating_point)
 
 
+def test_noval_validates_the_final_epoch_only_and_trains_the_same(shapes_yaml, tmp_path, monkeypatch):
+    """--noval (yolov5's flag): one validation, after the last epoch; the training is the same to the bit
+    (validation takes no random draws), its final row equals the validated run's, earlier rows leave the
+    metric columns empty, last.pt is written every epoch and best.pt once, at the end."""
+    import csv
+    import train
+    import utils.train.trainer as training
+    from utils.eval.plots import read_results
+    real, calls = training.evaluate, []
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(training, "evaluate", counted)
+    assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="val")) == 0
+    assert len(calls) == 3
+    assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="noval", noval=True)) == 0
+    assert len(calls) == 4
+    rows = {n: list(csv.DictReader((tmp_path / n / "results.csv").open())) for n in ("val", "noval")}
+    assert [r["metrics/mAP_0.5"] for r in rows["noval"][:2]] == ["", ""]
+    assert [r["val/box_loss"] for r in rows["noval"][:2]] == ["", ""]
+    assert rows["noval"][2] == rows["val"][2]
+    assert [r["train/box_loss"] for r in rows["noval"]] == [r["train/box_loss"] for r in rows["val"]]
+    a, b = (load_checkpoint(tmp_path / n / "weights" / "last.pt") for n in ("val", "noval"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert load_checkpoint(tmp_path / "noval" / "weights" / "best.pt")["epoch"] == 2
+    curves = read_results(tmp_path / "noval" / "results.csv")
+    assert np.isnan(curves["metrics/mAP_0.5"][:2]).all() and curves["metrics/mAP_0.5"][2] == float(rows["val"][2]["metrics/mAP_0.5"])
+    assert (tmp_path / "noval" / "results.png").is_file()
+
+
+def test_noval_is_refused_for_classify(capsys):
+    import train
+    with pytest.raises(SystemExit) as e:
+        train.main(["--task", "classify", "--noval"])
+    assert e.value.code == 2 and "--noval is for --task detect" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ resume exactness
 def _train_cmd(data: Path, project: Path, name: str, **kw) -> list[str]:
     return [sys.executable, "train.py", *_opts(data, project, name=name, **kw)]

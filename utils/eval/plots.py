@@ -7,6 +7,7 @@ class colours (:func:`utils.infer.annotate.class_color`)."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import cv2
@@ -26,11 +27,12 @@ def _plt():
 
 
 def read_results(csv_path: Path) -> dict[str, list[float]]:
-    """A ``results.csv`` (utils/train/runs.py ``results_row``) as columns of floats; ``{}`` when empty."""
+    """A ``results.csv`` (utils/train/runs.py ``results_row``) as columns of floats; ``{}`` when empty. An
+    empty cell (an epoch ``--noval`` did not validate) reads as NaN, a gap in the plot."""
     with Path(csv_path).open() as f:
         rows = list(csv.DictReader(f))
     try:
-        return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+        return {k: [float(r[k]) if r[k] != "" else math.nan for r in rows] for k in (rows[0] if rows else {})}
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{csv_path}: not a results.csv of numbers ({e})") from None
 

@@ -67,6 +67,7 @@ class TrainOptions:
     noautoanchor: bool = False              # keep the YAML anchors even if k-means fits better
     nan_retries: int = 3                    # reloads of last.pt after repeated non-finite losses
     # --- validation --------------------------------------------------------------------------
+    noval: bool = False                     # validate after the final epoch only (yolov5's --noval; no early stopping)
     nms: str = "nms"                        # nms | diou
     iou_thres: float = 0.65                 # NMS IoU threshold
     # --- where and on what -------------------------------------------------------------------

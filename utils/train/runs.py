@@ -43,13 +43,14 @@ def truncate_csv(path: Path, epochs_done: int) -> None:
     path.write_text("\n".join(lines[:1 + epochs_done]) + "\n")
 
 
-def results_row(epoch: int, train_losses: dict, result: EvalResult, lrs: list[float]) -> dict[str, Any]:
-    """One ``results.csv`` row with yolov5's column names."""
-    m = result.metrics
+def results_row(epoch: int, train_losses: dict, result: EvalResult | None, lrs: list[float]) -> dict[str, Any]:
+    """One ``results.csv`` row with yolov5's column names; ``result`` None (an epoch ``--noval`` did not
+    validate) leaves the metric and validation-loss columns empty."""
+    m = result.metrics if result else None
     row: dict[str, Any] = {"epoch": epoch}
     row.update({f"train/{k}_loss": train_losses[k] for k in LOSS_NAMES})
-    row.update({"metrics/precision": m.mp, "metrics/recall": m.mr, "metrics/mAP_0.5": m.map50,
-                "metrics/mAP_0.5:0.95": m.map})
-    row.update({f"val/{k}_loss": result.losses[k] for k in LOSS_NAMES})
+    row.update({"metrics/precision": m.mp if m else "", "metrics/recall": m.mr if m else "",
+                "metrics/mAP_0.5": m.map50 if m else "", "metrics/mAP_0.5:0.95": m.map if m else ""})
+    row.update({f"val/{k}_loss": result.losses[k] if result else "" for k in LOSS_NAMES})
     row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
     return row
