@@ -119,7 +119,8 @@ def test_noval_validates_the_final_epoch_only_and_trains_the_same(shapes_yaml, t
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert load_checkpoint(tmp_path / "noval" / "weights" / "best.pt")["epoch"] == 2
     curves = read_results(tmp_path / "noval" / "results.csv")
-    assert np.isnan(curves["metrics/mAP_0.5"][:2]).all() and curves["metrics/mAP_0.5"][2] == float(rows["val"][2]["metrics/mAP_0.5"])
+    assert np.isnan(curves["metrics/mAP_0.5"][:2]).all()
+    assert curves["metrics/mAP_0.5"][2] == float(rows["val"][2]["metrics/mAP_0.5"])
     assert (tmp_path / "noval" / "results.png").is_file()
 
 

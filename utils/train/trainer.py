@@ -284,14 +284,14 @@ class Trainer:
                     raise NonFiniteLossError(f"weights became non-finite in epoch {epoch + 1}")
             except NonFiniteLossError as err:
                 diverged = str(err)
-            if main and diverged is None and (not opt.noval or epoch + 1 >= opt.epochs):
-                result = evaluate(self.eval_model(), self.val_loader, self.val_info.records,
-                                  self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
-                diverged = _diverged(result, losses, epoch)
+            if main and diverged is None:
+                result = None  # --noval: no validation before the final epoch
+                if not opt.noval or epoch + 1 >= opt.epochs:
+                    result = evaluate(self.eval_model(), self.val_loader, self.val_info.records,
+                                      self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
+                    diverged = _diverged(result, losses, epoch)
                 if diverged is None:
                     stop, stale = self._end_epoch(log, epoch, losses, result, stale)
-            elif main and diverged is None:  # --noval: no validation before the final epoch
-                self._end_epoch(log, epoch, losses, None, stale)
             stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
             if diverged:
                 retries += 1
@@ -322,21 +322,23 @@ class Trainer:
         """Rank 0 after a good epoch: checkpoints, results row, early stopping. Returns ``(stop, stale)``.
         ``result`` None (an epoch ``--noval`` did not validate): last.pt and the row's training columns only."""
         opt = self.opt
-        fitness = result.metrics.fitness if result else -math.inf
+        row = results_row(epoch, losses, result, [g["lr"] for g in self.optimizer.param_groups])
+        if result is None:
+            save_checkpoint(self.checkpoint(epoch, {}), self.wdir / "last.pt")
+            log.epoch(row)
+            LOGGER.info("epoch %d/%d (--noval: validated after epoch %d only)", epoch + 1, opt.epochs, opt.epochs)
+            return False, stale
+        fitness = result.metrics.fitness
         improved = fitness > self.best_fitness
-        stale = 0 if improved else stale + (result is not None)
+        stale = 0 if improved else stale + 1
         self.best_fitness = max(fitness, self.best_fitness)
         stop = opt.patience > 0 and stale >= opt.patience
-        row = results_row(epoch, losses, result, [g["lr"] for g in self.optimizer.param_groups])
-        ckpt = self.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/") and v != ""},
+        ckpt = self.checkpoint(epoch, {k: v for k, v in row.items() if k.startswith("metrics/")},
                                finished=stop or epoch + 1 >= opt.epochs)
         save_checkpoint(ckpt, self.wdir / "last.pt")
         if improved:
             save_checkpoint(ckpt, self.wdir / "best.pt")
         log.epoch(row)
-        if result is None:
-            LOGGER.info("epoch %d/%d (--noval: validated after epoch %d only)", epoch + 1, opt.epochs, opt.epochs)
-            return False, stale
         LOGGER.info("epoch %d/%d\n%s", epoch + 1, opt.epochs, format_table(result.metrics))
         if stop:
             LOGGER.info("early stopping: no improvement in %d epochs", opt.patience)
