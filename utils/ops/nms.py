@@ -160,11 +160,7 @@ def _candidates(x: Tensor, conf_thres: float, multi_label: bool) -> Tensor:
     return det[conf.flatten() > conf_thres]
 
 
-def _torchvision_rule(boxes_xyxy: Tensor, scores: Tensor, idxs: Tensor, iou_thres: float) -> Tensor:
-    return torchvision.ops.batched_nms(boxes_xyxy, scores, idxs, iou_thres)
-
-
-_RULES = {"nms": _torchvision_rule, "diou": batched_diou_nms}
+_RULES = {"nms": torchvision.ops.batched_nms, "diou": batched_diou_nms}
 PREFIX_MIN = 1024  # the first prefix of score-sorted candidates that first_kept suppresses
 
 
