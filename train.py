@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     ap.add_argument("--hyp", default=None, help="hyperparameter YAML (default configs/hyp.shapes.yaml; classify: "
                     "hyp.classify_shapes.yaml; hyp.scratch.yaml: yolov5-style long runs)")
     ap.add_argument("--weights", default="", help="initial weights: a checkpoint of this framework (matching tensors)")
-    ap.add_argument("--epochs", type=int_at_least(1), default=None, help="default 30 (both tasks)")
+    ap.add_argument("--epochs", type=int_at_least(1), default=None, help="default 40 (classify: 30)")
     ap.add_argument("--batch-size", type=int_at_least(1), default=None, help="total batch size over all processes (default 16; classify: 32)")
     ap.add_argument("--img-size", type=int_at_least(1), default=None, help="train and val image size (pixels; default 160, classify: 64)")
     ap.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: CUDA if available)")

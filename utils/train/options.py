@@ -26,7 +26,7 @@ NMS_KINDS = ("nms", "diou")
 CACHE_CHOICES = ("auto", "ram", "off")  # utils/data/ram_cache.py decides "auto"
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {  # what an omitted flag means for each --task
     "detect": {"cfg": "configs/yolov4_n.yaml", "data": "data/shapes.yaml", "hyp": "configs/hyp.shapes.yaml",
-               "epochs": 30, "img_size": 160, "batch_size": 16},
+               "epochs": 40, "img_size": 160, "batch_size": 16},
     "classify": {"cfg": "configs/darknet19_cls_n.yaml", "data": "data/shapes_cls.yaml",
                  "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 30, "img_size": 64, "batch_size": 32},
 }
@@ -50,7 +50,7 @@ class TrainOptions:
     weights: str = ""                       # initial weights: a checkpoint of this framework ('' = from scratch)
     freeze: tuple[int, ...] = ()            # (N,): the first N layers; (i, j, ...): these layer indices
     # --- how long and how big ----------------------------------------------------------------
-    epochs: int = 30                        # epochs of the whole run (--resume --epochs N extends it to N)
+    epochs: int = 40                        # epochs of the whole run (--resume --epochs N extends it to N)
     batch_size: int = 16                    # total over all processes
     img_size: int = 160                     # train and val image size (pixels, a multiple of the model stride)
     patience: int = 100                     # early stopping: epochs without improvement (0 = off)

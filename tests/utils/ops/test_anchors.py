@@ -74,28 +74,3 @@ def test_cli_prints_yaml_rows(tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.startswith("  - [")]
     assert len(rows) == 2 and rows[0].endswith("# P3/8") and rows[1].endswith("# P4/16")
     assert all(len(r.split("]")[0].split(",")) == 6 for r in rows)  # 3 w,h pairs per row
-
-
-def test_main_job_anchors_are_the_kmeans_fit_of_the_shapes_set(tmp_path):
-    """configs/yolov4_n.yaml's anchors are what ``python -m utils.ops.anchors --data data/shapes.yaml
-    --img-size 160`` fits to the main job's data (the generated set: seed 0, 400 train images), rounded to
-    pixels as it prints them; a change of the generator or of k-means shows here before it shows as a slower
-    main job. They cover every label (BPR 1 at anchor_t 4) with more anchors per label than the hand-set ones
-    they replaced (7.95 of 9)."""
-    from utils.data.config import load_data_config
-    from utils.data.datasets import load_split
-    from models.yolo import load_model_cfg
-
-    root = make_shapes(tmp_path / "shapes", n_train=400, n_val=1, seed=0)
-    y = tmp_path / "shapes.yaml"
-    y.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [circle, square, triangle, star]\n")
-    wh = label_wh(load_split(load_data_config(y), "train"), 160)
-    assert len(wh) == 1399
-    fitted = np.round(kmeans_anchors(wh, 9, seed=0))
-    yaml_anchors = np.array(load_model_cfg("configs/yolov4_n.yaml")["anchors"], float).reshape(-1, 2)
-    np.testing.assert_array_equal(yaml_anchors, fitted)
-    assert best_possible_recall(wh, yaml_anchors, 4.0) == 1.0
-    assert anchors_per_target(wh, yaml_anchors, 4.0) == pytest.approx(8.93, abs=0.005)
-    hand_set = np.array([[10, 10], [16, 12], [12, 16], [20, 20], [30, 24], [24, 30], [40, 40], [56, 56], [80, 80]],
-                        float)
-    assert anchors_per_target(wh, hand_set, 4.0) == pytest.approx(7.95, abs=0.005)

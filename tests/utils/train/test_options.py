@@ -25,7 +25,7 @@ OLD_OPT = {"task": "detect", "cfg": "configs/yolov4_n.yaml", "data": "data/shape
 
 def test_task_defaults_and_the_flags_given():
     detect, classify = train.parse_args([]), train.parse_args(["--task", "classify"])
-    assert (detect.cfg, detect.epochs, detect.img_size, detect.batch_size) == ("configs/yolov4_n.yaml", 30, 160, 16)
+    assert (detect.cfg, detect.epochs, detect.img_size, detect.batch_size) == ("configs/yolov4_n.yaml", 40, 160, 16)
     assert (classify.cfg, classify.epochs, classify.img_size, classify.batch_size) == \
         ("configs/darknet19_cls_n.yaml", 30, 64, 32)
     assert detect.given == frozenset() and detect.workers is None and detect.device == ""
