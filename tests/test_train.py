@@ -339,15 +339,35 @@ def test_busy_cores_from_two_proc_stat_samples():
     assert busy_cores(0.0, ticks=lambda: None) is None
 
 
+def test_a_burst_at_start_is_not_a_neighbour():
+    """Busy at start and still busy a moment later: the smaller reading (a lasting neighbour); busy at start and
+    quiet later: quiet (a burst of short commands); quiet at start: one sample, no second look."""
+    from utils.cli.cpu_env import lasting_busy_cores, wait_policy_for
+    pauses = []
+
+    def reading(*ticks):
+        it = iter(ticks)
+        return dict(sample_s=0.0, recheck_s=1.0, ticks=lambda: next(it), sleep=pauses.append)
+
+    # 2 CPUs: 100 of 100 ticks busy = 2.0 cores, 60 of 100 = 1.2, 5 of 100 = 0.1
+    assert lasting_busy_cores(**reading((0, 0, 2), (100, 100, 2), (100, 100, 2), (160, 200, 2))) == pytest.approx(1.2)
+    assert pauses == [1.0]
+    burst = lasting_busy_cores(**reading((0, 0, 2), (100, 100, 2), (100, 100, 2), (105, 200, 2)))
+    assert burst == pytest.approx(0.1) and wait_policy_for(burst) is None
+    pauses.clear()
+    assert lasting_busy_cores(**reading((0, 0, 2), (5, 100, 2))) == pytest.approx(0.1) and pauses == []
+
+
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat (Linux)")
 def test_busy_cores_sees_a_spinning_neighbour():
     """A process spinning on one core reads as >= BUSY_CORES busy (so the CLIs choose PASSIVE),
     whatever the 1-minute load average says."""
-    from utils.cli.cpu_env import BUSY_CORES, busy_cores
+    from utils.cli.cpu_env import BUSY_CORES, busy_cores, lasting_busy_cores
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
         assert busy_cores(0.5) >= BUSY_CORES
+        assert lasting_busy_cores(0.3, 0.5) >= BUSY_CORES      # still there at the second look
     finally:
         spinner.kill()
         spinner.wait()
