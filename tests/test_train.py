@@ -358,6 +358,17 @@ def test_a_burst_at_start_is_not_a_neighbour():
     assert lasting_busy_cores(**reading((0, 0, 2), (5, 100, 2))) == pytest.approx(0.1) and pauses == []
 
 
+@pytest.mark.parametrize("lasting,policy", [(0.1, None), (1.2, "PASSIVE")])
+def test_the_policy_follows_the_lasting_reading(monkeypatch, lasting, policy):
+    """choose_openmp_wait_policy decides on the re-checked reading (a burst that is gone reads quiet)."""
+    from utils.cli import cpu_env
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(cpu_env, "lasting_busy_cores", lambda: lasting)
+    cpu_env.choose_openmp_wait_policy()
+    assert os.environ.get("OMP_WAIT_POLICY") == policy
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+
+
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat (Linux)")
 def test_busy_cores_sees_a_spinning_neighbour():
     """A process spinning on one core reads as >= BUSY_CORES busy (so the CLIs choose PASSIVE),
