@@ -410,3 +410,24 @@ def test_prepare_leaves_the_download_to_rank0_after_processes_connect(monkeypatc
     monkeypatch.setenv("WORLD_SIZE", "1")
     train.prepare(opt)
     assert calls == [{"download": True, "allowed": False}]
+
+
+def test_close_mosaic_turns_mosaic_off_for_the_last_epochs(shapes_yaml, tmp_path, monkeypatch, caplog):
+    """hyp close_mosaic 1 of 3 epochs: the Trainer switches the sampler off for the third epoch only and
+    says so; close_mosaic at least --epochs is a warning (no epoch uses mosaic), not silence."""
+    import logging
+    import train
+    from utils.data.sampler import SeededSampler
+    seen = []
+    real = SeededSampler.set_mosaic
+    monkeypatch.setattr(SeededSampler, "set_mosaic", lambda self, on: (seen.append(bool(on)), real(self, on))[1])
+    hyp = yaml.safe_load((ROOT / "configs" / "hyp.shapes.yaml").read_text())
+    for n, name in ((1, "one"), (3, "all")):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**hyp, "close_mosaic": n}))
+    with caplog.at_level(logging.INFO):
+        assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="one", hyp=tmp_path / "one.yaml")) == 0
+        assert seen == [True, True, False]
+        assert "close_mosaic: mosaic off from epoch 3 of 3" in caplog.text
+        assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="all", hyp=tmp_path / "all.yaml")) == 0
+    assert seen[3:] == [False] * 3
+    assert "hyp close_mosaic 3 >= --epochs 3: no epoch of this run uses mosaic" in caplog.text

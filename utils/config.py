@@ -77,6 +77,7 @@ class Hyp:
     fliplr: float = 0.5             # horizontal flip probability
     mosaic: float = 1.0             # mosaic probability
     mixup: float = 0.0              # mixup probability
+    close_mosaic: int = 0           # mosaic (and mixup) off for the last N epochs (YOLOv8's close_mosaic; 0: never)
     multi_scale_every: int = 10     # multi-scale: new image size every N batches (seed 004)
     multi_scale_range: tuple = (0.5, 1.5)  # multi-scale bounds as fractions of --img-size
 
@@ -100,7 +101,7 @@ RANGES: dict[str, str | tuple[str, ...]] = {
     "iou_t": "[0, 1]", "anchor_t": "(1, 100]", "fl_gamma": "[0, 10]", "label_smoothing": "[0, 1)",
     "hsv_h": "[0, 0.5]", "hsv_s": "[0, 1]", "hsv_v": "[0, 1]", "degrees": "[0, 180]", "translate": "[0, 1]",
     "scale": "[0, 1)", "shear": "[0, 45]", "perspective": "[0, 0.001]", "flipud": "[0, 1]", "fliplr": "[0, 1]",
-    "mosaic": "[0, 1]", "mixup": "[0, 1]", "multi_scale_every": "[1, 100000]",
+    "mosaic": "[0, 1]", "mixup": "[0, 1]", "close_mosaic": "[0, 100000]", "multi_scale_every": "[1, 100000]",
     "lr_steps": "pairs", "multi_scale_range": "pairs",
 }
 

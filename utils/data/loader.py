@@ -87,7 +87,8 @@ def rect_batch_shapes(sizes_hw: np.ndarray, img_size: int, batch_size: int, stri
 
 class DetectionDataset(Dataset):
     """Items are ``(img uint8 [3, H, W] tensor, labels float32 [n, 6], path, shape, index)``; an item
-    key is a record index or ``(record index, sample seed)`` as :class:`SeededSampler` yields."""
+    key is a record index, or ``(record index, sample seed[, mosaic allowed])`` as :class:`SeededSampler`
+    yields (a mosaic needs both the key's permission and ``hyp.mosaic``'s draw)."""
 
     def __init__(self, info: DatasetInfo, img_size: int, hyp: Hyp | None = None, augment: bool = False,
                  stride: int = 32, rect: bool = False, batch_size: int = 16, cache_ram: bool = False):
@@ -152,10 +153,10 @@ class DetectionDataset(Dataset):
         return img, boxes, cls, shape
 
     def __getitem__(self, key):
-        index, seed = key if isinstance(key, tuple) else (int(key), int(key))
+        index, seed, allowed = (*key, True)[:3] if isinstance(key, tuple) else (int(key), int(key), True)
         rng = np.random.default_rng(seed)
         hyp = self.hyp
-        if self.mosaic and rng.random() < hyp.mosaic:
+        if self.mosaic and allowed and rng.random() < hyp.mosaic:
             img, boxes, cls = self._mosaic(index, rng)
             shape = None
             if hyp.mixup > 0 and rng.random() < hyp.mixup:

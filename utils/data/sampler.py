@@ -1,9 +1,11 @@
-"""A seeded, optionally distributed sampler that yields ``(record index, sample seed)`` pairs.
+"""A seeded, optionally distributed sampler that yields ``(record index, sample seed, mosaic)`` keys.
 
 Giving each sample its own seed (drawn in the main process) makes augmentation independent of
 which worker process builds the sample, so a fixed seed reproduces the same batches with any
 number of workers. Without :meth:`SeededSampler.set_epoch` the epoch advances by one at each
-pass, so orders differ between epochs even when the training loop forgets to call it.
+pass, so orders differ between epochs even when the training loop forgets to call it. The third
+item says whether the sample may be a mosaic (:meth:`SeededSampler.set_mosaic`): it travels with the
+key, so persistent worker processes see the switch without being rebuilt.
 """
 from __future__ import annotations
 
@@ -37,14 +39,19 @@ class SeededSampler(Sampler):
         self.contiguous = contiguous
         self.num_samples = math.ceil(n / self.world_size)
         self.epoch, self._explicit_epoch = 0, False
+        self.mosaic = True
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self._explicit_epoch = int(epoch), True
 
+    def set_mosaic(self, on: bool) -> None:
+        """Whether the samples of the next passes may be mosaics (hyp ``close_mosaic`` turns it off)."""
+        self.mosaic = bool(on)
+
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, bool]]:
         g = torch.Generator()
         g.manual_seed(self.seed * 100_003 + self.epoch)
         order = self.order[torch.randperm(self.n, generator=g)] if self.shuffle else self.order
@@ -59,4 +66,5 @@ class SeededSampler(Sampler):
             sl = slice(self.rank, total, self.world_size)
         if not self._explicit_epoch:
             self.epoch += 1
-        return iter(zip(order[sl].tolist(), seeds[sl].tolist()))
+        n = len(order[sl])
+        return iter(zip(order[sl].tolist(), seeds[sl].tolist(), [self.mosaic] * n))

@@ -53,6 +53,7 @@ class Gene:
 
 GENE_OVERRIDES = {
     "iou_t": Gene(scale=0.0),            # read by nothing (kept for yolov5 compatibility)
+    "close_mosaic": Gene(scale=0.0),     # a schedule length tied to --epochs, not a gene (as YOLOv8's tuner)
     "momentum": Gene(complement=True),   # decays near 1: 0.937 becomes 1 - 0.063 * factor (0.81-0.98), never 1
     "warmup_momentum": Gene(complement=True),
     "ema_decay": Gene(complement=True),  # 1 - decay is the averaging window's inverse length

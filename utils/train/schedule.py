@@ -101,3 +101,10 @@ def set_lr(optimizer: torch.optim.Optimizer, hyp: Hyp, epochs: int, epoch: int, 
         elif "momentum" in group:
             group["momentum"] = hyp.momentum
         group["lr"] = lr
+
+
+def mosaic_on(hyp: Hyp, epochs: int, epoch: int) -> bool:
+    """Whether 0-based ``epoch`` of an ``epochs``-long run may draw mosaics: not in the last
+    ``hyp.close_mosaic`` epochs (YOLOv8's close_mosaic), where training sees whole images as
+    validation does."""
+    return epoch < epochs - hyp.close_mosaic

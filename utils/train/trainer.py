@@ -30,7 +30,7 @@ from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, TrainP
 from utils.train.loss import build_criterion
 from utils.train.options import TrainOptions, hyp_with_flags, options_to_dict, resolve_resume, run_hyp
 from utils.train.runs import append_csv, increment_path, results_row, save_yaml, truncate_csv
-from utils.train.schedule import build_optimizer, lr_factor, warmup_iterations
+from utils.train.schedule import build_optimizer, lr_factor, mosaic_on, warmup_iterations
 
 LOGGER = logging.getLogger(__name__)
 
@@ -273,9 +273,12 @@ class Trainer:
         log = _Logger(self) if main else None
         s, parts = self.settings(), self.parts()
         ev = EvalSettings(iou_thres=opt.iou_thres, nms=opt.nms)
+        if main:
+            _log_close_mosaic(self.hyp, opt.epochs)
         epoch, retries, stale, result = self.start_epoch, 0, 0, None
         while epoch < opt.epochs:
             self.train_loader.sampler.set_epoch(epoch)
+            self.train_loader.sampler.set_mosaic(mosaic_on(self.hyp, opt.epochs, epoch))
             hook = log.first_batch if (main and epoch == 0) else None
             stop, diverged = False, None
             try:
@@ -378,6 +381,17 @@ class _Logger:
         from utils.eval.plots import plot_results
         plot_results(self.csv, self.save_dir / "results.png")
         self.tb.close()
+
+
+def _log_close_mosaic(hyp: Hyp, epochs: int) -> None:
+    """Say from which epoch hyp ``close_mosaic`` trains without mosaic; a warning where no epoch keeps it."""
+    if hyp.mosaic <= 0 or not hyp.close_mosaic:
+        return
+    first = epochs - hyp.close_mosaic
+    if first <= 0:
+        LOGGER.warning("hyp close_mosaic %d >= --epochs %d: no epoch of this run uses mosaic", hyp.close_mosaic, epochs)
+    else:
+        LOGGER.info("close_mosaic: mosaic off from epoch %d of %d", first + 1, epochs)
 
 
 VAL_EXPLODE_FACTOR = 1000.0  # measured: a healthy first epoch's validation loss is 1-4x the training loss

@@ -128,3 +128,26 @@ def test_multi_scale_sizes_and_resize():
     ys, xs = torch.nonzero(out[0, 0] > 127, as_tuple=True)
     assert (xs.min().item(), xs.max().item() + 1, ys.min().item(), ys.max().item() + 1) == (16, 48, 32, 96)
     assert resize_batch(torch.zeros(1, 3, 64, 96), 160).shape[2:] == (128, 160)  # ceil(106.7/32)*32
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_closed_mosaic_epoch_is_a_mosaic_free_epoch(shapes_info, workers):
+    """hyp close_mosaic: the sampler's switch reaches every sample, also in persistent worker processes
+    built while it was on, and a closed epoch is the very epoch a ``mosaic: 0`` hyp gives (same images,
+    boxes and letterbox shapes); switched back on, the samples are mosaics again."""
+    train, _ = shapes_info
+    s = LoaderSettings(64, 4, augment=True, shuffle=True, workers=workers, seed=2)
+    loader = build_dataloader(train, s, dataclasses.replace(Hyp(), mosaic=1.0))
+    assert all(shape is None for b in batches(loader) for shape in b[3])   # a mosaic has no single shape
+    loader.sampler.set_epoch(3)
+    loader.sampler.set_mosaic(False)
+    closed = batches(loader)
+    plain = build_dataloader(train, dataclasses.replace(s, workers=0), dataclasses.replace(Hyp(), mosaic=0.0))
+    plain.sampler.set_epoch(3)
+    reference = batches(plain)
+    assert len(closed) == len(reference) == 3
+    for (i1, t1, _, s1, x1), (i2, t2, _, s2, x2) in zip(closed, reference):
+        assert x1 == x2 and s1 == s2 and None not in s1
+        assert torch.equal(i1, i2) and torch.equal(t1, t2)
+    loader.sampler.set_mosaic(True)
+    assert all(shape is None for b in batches(loader) for shape in b[3])

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from utils.config import Hyp
+from utils.config import Hyp, replace
 from utils.train.schedule import accumulation_at, build_optimizer, lr_factor, set_lr, warmup_iterations
 
 
@@ -82,3 +82,9 @@ def test_optimizer_steps_equal_the_per_tensor_ones_bitwise(name):
             o.step()
     for a, b in zip(model.parameters(), twin.parameters()):
         assert torch.equal(a, b)
+
+
+def test_mosaic_closes_for_the_last_epochs():
+    from utils.train.schedule import mosaic_on
+    on = [[mosaic_on(replace(Hyp(), close_mosaic=n), 5, e) for e in range(5)] for n in (0, 2, 5, 9)]
+    assert on == [[True] * 5, [True, True, True, False, False], [False] * 5, [False] * 5]
