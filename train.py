@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     ap.add_argument("--seed", type=int_at_least(0), default=0)
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="overrides the hyp YAML")
     ap.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (overrides the hyp YAML)")
+    ap.add_argument("--close-mosaic", type=int_at_least(0), default=None, metavar="N",
+                    help="no mosaic in the last N epochs (YOLOv8's close_mosaic; overrides the hyp YAML's, default 0)")
     ap.add_argument("--multi-scale", action="store_true", help="vary the image size every few batches (seed 004)")
     ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
     ap.add_argument("--patience", type=int_at_least(0), default=100, help="early stopping: epochs without improvement (0 = off)")

@@ -195,7 +195,7 @@ def test_bad_config_stops_before_training(shapes_yaml, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,low", [("--workers", "-1", 0), ("--batch-size", "0", 1), ("--epochs", "0", 1),
-                                            ("--img-size", "-64", 1)])
+                                            ("--img-size", "-64", 1), ("--close-mosaic", "-1", 0)])
 def test_bad_numeric_flags_stop_with_a_message(capsys, flag, value, low):
     import train
     with pytest.raises(SystemExit) as exc:
@@ -413,8 +413,9 @@ def test_prepare_leaves_the_download_to_rank0_after_processes_connect(monkeypatc
 
 
 def test_close_mosaic_turns_mosaic_off_for_the_last_epochs(shapes_yaml, tmp_path, monkeypatch, caplog):
-    """hyp close_mosaic 1 of 3 epochs: the Trainer switches the sampler off for the third epoch only and
-    says so; close_mosaic at least --epochs is a warning (no epoch uses mosaic), not silence."""
+    """hyp close_mosaic 1 of 3 epochs (from the YAML): the Trainer switches the sampler off for the third
+    epoch only and says so; ``--close-mosaic 3`` (the flag overrides the YAML's 1) is at least --epochs: a
+    warning (no epoch uses mosaic), not silence."""
     import logging
     import train
     from utils.data.sampler import SeededSampler
@@ -422,12 +423,12 @@ def test_close_mosaic_turns_mosaic_off_for_the_last_epochs(shapes_yaml, tmp_path
     real = SeededSampler.set_mosaic
     monkeypatch.setattr(SeededSampler, "set_mosaic", lambda self, on: (seen.append(bool(on)), real(self, on))[1])
     hyp = yaml.safe_load((ROOT / "configs" / "hyp.shapes.yaml").read_text())
-    for n, name in ((1, "one"), (3, "all")):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**hyp, "close_mosaic": n}))
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**hyp, "close_mosaic": 1}))
     with caplog.at_level(logging.INFO):
         assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="one", hyp=tmp_path / "one.yaml")) == 0
         assert seen == [True, True, False]
         assert "close_mosaic: mosaic off from epoch 3 of 3" in caplog.text
-        assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="all", hyp=tmp_path / "all.yaml")) == 0
+        assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="all", hyp=tmp_path / "one.yaml",
+                                **{"close-mosaic": 3})) == 0
     assert seen[3:] == [False] * 3
     assert "hyp close_mosaic 3 >= --epochs 3: no epoch of this run uses mosaic" in caplog.text

@@ -9,6 +9,7 @@ key, so persistent worker processes see the switch without being rebuilt.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -66,5 +67,4 @@ class SeededSampler(Sampler):
             sl = slice(self.rank, total, self.world_size)
         if not self._explicit_epoch:
             self.epoch += 1
-        n = len(order[sl])
-        return iter(zip(order[sl].tolist(), seeds[sl].tolist(), [self.mosaic] * n))
+        return iter(zip(order[sl].tolist(), seeds[sl].tolist(), itertools.repeat(self.mosaic)))

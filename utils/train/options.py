@@ -58,6 +58,7 @@ class TrainOptions:
     # --- flags that override the hyp YAML ----------------------------------------------------
     optimizer: str | None = None            # SGD | Adam | AdamW (None: the hyp's)
     cos_lr: bool = False                    # lr_schedule: cosine
+    close_mosaic: int | None = None         # hyp close_mosaic: no mosaic in the last N epochs (None: the hyp's)
     # --- training extras ---------------------------------------------------------------------
     multi_scale: bool = False               # vary the image size every few batches (seed 004)
     sync_bn: bool = False                   # SyncBatchNorm under DDP (CUDA only)
@@ -106,6 +107,7 @@ def check_options(o: TrainOptions) -> None:
                 _int_at_least("seed", o.seed, 0), _int_at_least("nan_retries", o.nan_retries, 0),
                 None if o.workers is None else _int_at_least("workers", o.workers, 0),
                 None if o.evolve is None else _int_at_least("evolve", o.evolve, 1),
+                None if o.close_mosaic is None else _int_at_least("close_mosaic", o.close_mosaic, 0),
                 *(_int_at_least("freeze", v, 0) for v in o.freeze)]
     if not (isinstance(o.iou_thres, (int, float)) and 0 <= o.iou_thres <= 1):
         problems.append(f"iou_thres must be in [0, 1], got {o.iou_thres!r}")
@@ -156,12 +158,15 @@ def options_from_dict(d: dict[str, Any], source: str) -> TrainOptions:
 
 
 def hyp_with_flags(hyp: Hyp, o: TrainOptions) -> Hyp:
-    """``hyp`` with the flags that override the hyp YAML folded in (``--optimizer``, ``--cos-lr``)."""
+    """``hyp`` with the flags that override the hyp YAML folded in (``--optimizer``, ``--cos-lr``,
+    ``--close-mosaic``)."""
     overrides: dict[str, Any] = {}
     if o.optimizer and o.optimizer != hyp.optimizer:
         overrides["optimizer"] = o.optimizer
     if o.cos_lr and hyp.lr_schedule != "cosine":
         overrides["lr_schedule"] = "cosine"
+    if o.close_mosaic is not None and o.close_mosaic != hyp.close_mosaic:
+        overrides["close_mosaic"] = o.close_mosaic
     return replace(hyp, **overrides) if overrides else hyp
 
 
