@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     ap.add_argument("--noval", action="store_true",
                     help="validate after the final epoch only (faster; no per-epoch mAP, early stopping or best.pt "
                          "before the end)")
+    ap.add_argument("--val-interval", type=int_at_least(1), default=None,
+                    help="validate after every Nth epoch and after the last (default 4, as darknet's -map; 1: every "
+                         "epoch, as yolov5)")
     ap.add_argument("--nms", choices=NMS_KINDS, default="nms", help="NMS kind for validation")
     ap.add_argument("--iou-thres", type=float_in(0, 1), default=0.65, help="validation NMS IoU threshold")
     ap.add_argument("--noautoanchor", action="store_true", help="keep the YAML anchors even if k-means fits better")
@@ -77,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     ap.add_argument("--download", action="store_true",
                     help="allow the dataset YAML's 'download' entry to run when the data is missing")
     ns = ap.parse_args(argv)
-    if ns.noval and ns.task == "classify":
-        ap.error("--noval is for --task detect (a classifier's validation takes a fraction of an epoch)")
+    for flag, given in (("--noval", ns.noval), ("--val-interval", ns.val_interval is not None)):
+        if given and ns.task == "classify":
+            ap.error(f"{flag} is for --task detect (a classifier's validation takes a fraction of an epoch)")
     if ns.evolve and (ns.resume or ns.task == "classify"):
         ap.error("--evolve does not combine with " + ("--resume (run the same --evolve command again to continue an "
                  "evolution)" if ns.resume else "--task classify"))

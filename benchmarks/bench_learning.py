@@ -172,7 +172,8 @@ def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: P
                      "--loader", loader], log, extra_env={"PYTHONPATH": str(ROOT)})
     elif data_path in ("", "peer-python"):   # plain train.py; @peer-python: the peer venv's python runs it
         python, env = (str(PEER), {"PYTHONPATH": str(ROOT)}) if data_path else (sys.executable, None)
-        wall = _run([python, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet"], log, extra_env=env)
+        wall = _run([python, "train.py", *common, "--device", "cpu", "--exist-ok", "--quiet",
+                     "--val-interval", "1"], log, extra_env=env)   # a curve point every epoch, as yolov5's
     else:
         raise ValueError(f"unknown data path {data_path!r} in --who (known: "
                          f"{', '.join('@' + k for k in (*loaders, 'peer-python'))})")

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     opt = TrainOptions(cfg=a.cfg, data=a.data, hyp=a.hyp, epochs=a.epochs, batch_size=a.batch_size,
                        img_size=a.img_size, seed=a.seed, device="cpu", workers=0, project=a.project, name=a.name,
-                       exist_ok=True, quiet=True)
+                       exist_ok=True, quiet=True, val_interval=1)  # every epoch, as yolov5
     trainer = Trainer(opt)
     train_dirs = load_data_config(a.data).splits["train"]   # the image folder(s) our loader reads
     train_dir = [str(d) for d in train_dirs] if len(train_dirs) > 1 else str(train_dirs[0])

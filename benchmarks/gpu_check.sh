@@ -102,7 +102,7 @@ tests_s() {
 train_s() {  # the check runs even when train.py failed (it says what is missing); exit: train.py's first
   local rc
   "$PYTHON" train.py "${TRAIN[@]}" --data "$DATA_YAML" --hyp "$HYP" --device $DEV --channels-last \
-    --project "$OUT/train" --name exp --exist-ok --quiet
+    --val-interval 1 --project "$OUT/train" --name exp --exist-ok --quiet
   rc=$?
   "${CHECK[@]}" train-check --out "$OUT" --run-dir "$RUN" --epochs $EPOCHS $FLAG || (( rc )) || rc=1
   return $rc

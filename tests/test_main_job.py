@@ -22,7 +22,7 @@ MIN_BEST_MAP50 = 0.15
 def test_main_job_short_run_learns(tmp_path):
     import train
     rc = train.main(["--epochs", str(EPOCHS), "--seed", "0", "--device", "cpu", "--project", str(tmp_path),
-                     "--name", "main", "--quiet"])
+                     "--name", "main", "--quiet", "--val-interval", "1"])
     assert rc == 0
     rows = list(csv.DictReader((tmp_path / "main" / "results.csv").open()))
     assert len(rows) == EPOCHS

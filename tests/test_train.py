@@ -92,11 +92,13 @@ def test_nan_guard_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, caplog
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.dtype.is_floating_point)
 
 
-def test_noval_validates_the_final_epoch_only_and_trains_the_same(shapes_yaml, tmp_path, monkeypatch):
-    """--noval (yolov5's flag): one validation, after the last epoch; the training is the same to the bit
-    (validation takes no random draws), its final row equals the validated run's, earlier rows leave the
-    metric columns empty, last.pt is written every epoch and best.pt once, at the end."""
+def test_val_interval_and_noval_validate_fewer_epochs_and_train_the_same(shapes_yaml, tmp_path, monkeypatch, caplog):
+    """--val-interval 2 of 5 epochs validates after epochs 2, 4 and 5 (the last always), --noval (yolov5's
+    flag) after epoch 5 only; the training is the same to the bit (validation takes no random draws), a
+    validated row equals the every-epoch run's, the others leave the metric columns empty and say when the
+    next validation comes, last.pt is written every epoch and best.pt only where a validation improved."""
     import csv
+    import logging
     import train
     import utils.train.trainer as training
     from utils.eval.plots import read_results
@@ -106,29 +108,68 @@ def test_noval_validates_the_final_epoch_only_and_trains_the_same(shapes_yaml, t
         calls.append(1)
         return real(*a, **k)
     monkeypatch.setattr(training, "evaluate", counted)
-    assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="val")) == 0
-    assert len(calls) == 3
-    assert train.main(_opts(shapes_yaml, tmp_path, epochs=3, name="noval", noval=True)) == 0
-    assert len(calls) == 4
-    rows = {n: list(csv.DictReader((tmp_path / n / "results.csv").open())) for n in ("val", "noval")}
-    assert [r["metrics/mAP_0.5"] for r in rows["noval"][:2]] == ["", ""]
-    assert [r["val/box_loss"] for r in rows["noval"][:2]] == ["", ""]
-    assert rows["noval"][2] == rows["val"][2]
-    assert [r["train/box_loss"] for r in rows["noval"]] == [r["train/box_loss"] for r in rows["val"]]
-    a, b = (load_checkpoint(tmp_path / n / "weights" / "last.pt") for n in ("val", "noval"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert load_checkpoint(tmp_path / "noval" / "weights" / "best.pt")["epoch"] == 2
+    runs = {"every": {"val-interval": 1}, "two": {"val-interval": 2}, "noval": {"noval": True}}
+    counts = []
+    for name, flags in runs.items():
+        with caplog.at_level(logging.INFO, logger="utils.train.trainer"):
+            assert train.main(_opts(shapes_yaml, tmp_path, epochs=5, name=name, **flags)) == 0
+        counts.append(len(calls))
+    assert counts == [5, 5 + 3, 5 + 3 + 1]
+    assert "epoch 3/5 (--val-interval 2: next validation after epoch 4)" in caplog.text
+    assert "epoch 1/5 (--noval: validated after epoch 5 only)" in caplog.text
+    rows = {n: list(csv.DictReader((tmp_path / n / "results.csv").open())) for n in runs}
+    validated = {"two": [1, 3, 4], "noval": [4]}
+    for name, keep in validated.items():
+        for i, row in enumerate(rows[name]):
+            if i in keep:
+                assert row == rows["every"][i], (name, i)
+            else:
+                assert (row["metrics/mAP_0.5"], row["val/box_loss"]) == ("", ""), (name, i)
+                assert row["train/box_loss"] == rows["every"][i]["train/box_loss"]
+        a, b = (load_checkpoint(tmp_path / n / "weights" / "last.pt") for n in ("every", name))
+        assert a["epoch"] == b["epoch"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert load_checkpoint(tmp_path / name / "weights" / "best.pt")["epoch"] in keep
+    assert load_checkpoint(tmp_path / "noval" / "weights" / "best.pt")["epoch"] == 4
     curves = read_results(tmp_path / "noval" / "results.csv")
-    assert np.isnan(curves["metrics/mAP_0.5"][:2]).all()
-    assert curves["metrics/mAP_0.5"][2] == float(rows["val"][2]["metrics/mAP_0.5"])
+    assert np.isnan(curves["metrics/mAP_0.5"][:4]).all()
+    assert curves["metrics/mAP_0.5"][4] == float(rows["every"][4]["metrics/mAP_0.5"])
     assert (tmp_path / "noval" / "results.png").is_file()
 
 
-def test_noval_is_refused_for_classify(capsys):
+def test_validates_the_last_epoch_and_every_nth():
+    from utils.train.schedule import validates
+    assert [e + 1 for e in range(10) if validates(e, 10, 4)] == [4, 8, 10]
+    assert [e + 1 for e in range(10) if validates(e, 10, 1)] == list(range(1, 11))
+    assert [e + 1 for e in range(10) if validates(e, 10, 3, noval=True)] == [10]
+    assert [e + 1 for e in range(3) if validates(e, 3, 4)] == [3]
+
+
+def test_patience_counts_epochs_not_validations(shapes_yaml, tmp_path, monkeypatch):
+    """--patience 3 --val-interval 2: the best validation is epoch 2's, then epochs 3-6 bring no better
+    one, so the run stops after epoch 6 (4 epochs without improvement), not after epoch 8 (3 validations)."""
+    import train
+    import utils.train.trainer as training
+    from utils.eval.metrics import DetectionMetrics
+    real, first = training.evaluate, []
+
+    def scored(*a, **k):
+        result = real(*a, **k)
+        first.append(first[0] if first else result.metrics)
+        return result
+    monkeypatch.setattr(training, "evaluate", scored)
+    monkeypatch.setattr(DetectionMetrics, "fitness", property(lambda m: 0.5 if m is first[0] else 0.1))
+    assert train.main(_opts(shapes_yaml, tmp_path, epochs=10, patience=3, **{"val-interval": 2})) == 0
+    assert load_checkpoint(tmp_path / "exp" / "weights" / "last.pt")["epoch"] == 5
+    assert load_checkpoint(tmp_path / "exp" / "weights" / "best.pt")["epoch"] == 1
+    assert len(first) == 3
+
+
+@pytest.mark.parametrize("flag", [["--noval"], ["--val-interval", "2"]])
+def test_noval_and_val_interval_are_refused_for_classify(capsys, flag):
     import train
     with pytest.raises(SystemExit) as e:
-        train.main(["--task", "classify", "--noval"])
-    assert e.value.code == 2 and "--noval is for --task detect" in capsys.readouterr().err
+        train.main(["--task", "classify", *flag])
+    assert e.value.code == 2 and f"{flag[0]} is for --task detect" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ resume exactness

@@ -26,12 +26,13 @@ NMS_KINDS = ("nms", "diou")
 CACHE_CHOICES = ("auto", "ram", "off")  # utils/data/ram_cache.py decides "auto"
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {  # what an omitted flag means for each --task
     "detect": {"cfg": "configs/yolov4_n.yaml", "data": "data/shapes.yaml", "hyp": "configs/hyp.shapes.yaml",
-               "epochs": 40, "img_size": 160, "batch_size": 16},
+               "epochs": 40, "img_size": 160, "batch_size": 16, "val_interval": 4},
     "classify": {"cfg": "configs/darknet19_cls_n.yaml", "data": "data/shapes_cls.yaml",
-                 "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 30, "img_size": 64, "batch_size": 32},
+                 "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 30, "img_size": 64, "batch_size": 32,
+                 "val_interval": 1},
 }
-RESUME_OVERRIDES = ("device", "batch_size", "workers")  # flags a --resume command may change (and --epochs)
-OLD_DEFAULTS = {"channels_last": False}  # checkpoints from before a flag existed trained without it
+RESUME_OVERRIDES = ("device", "batch_size", "workers", "val_interval")  # flags a --resume command may change (and --epochs)
+OLD_DEFAULTS = {"channels_last": False, "val_interval": 1}  # checkpoints from before a flag existed trained without it
 OLD_VALUES = {"cache": {None: "off"}}      # values older checkpoints stored, as they read now
 
 
@@ -68,6 +69,7 @@ class TrainOptions:
     noautoanchor: bool = False              # keep the YAML anchors even if k-means fits better
     nan_retries: int = 3                    # reloads of last.pt after repeated non-finite losses
     # --- validation --------------------------------------------------------------------------
+    val_interval: int = 4                   # detect: validate after every Nth epoch and the last (darknet's -map: 4; yolov5: 1)
     noval: bool = False                     # validate after the final epoch only (yolov5's --noval; no early stopping)
     nms: str = "nms"                        # nms | diou
     iou_thres: float = 0.65                 # NMS IoU threshold
@@ -108,6 +110,7 @@ def check_options(o: TrainOptions) -> None:
                 None if o.workers is None else _int_at_least("workers", o.workers, 0),
                 None if o.evolve is None else _int_at_least("evolve", o.evolve, 1),
                 None if o.close_mosaic is None else _int_at_least("close_mosaic", o.close_mosaic, 0),
+                _int_at_least("val_interval", o.val_interval, 1),
                 *(_int_at_least("freeze", v, 0) for v in o.freeze)]
     if not (isinstance(o.iou_thres, (int, float)) and 0 <= o.iou_thres <= 1):
         problems.append(f"iou_thres must be in [0, 1], got {o.iou_thres!r}")

@@ -108,3 +108,10 @@ def mosaic_on(hyp: Hyp, epochs: int, epoch: int) -> bool:
     ``hyp.close_mosaic`` epochs (YOLOv8's close_mosaic), where training sees whole images as
     validation does."""
     return epoch < epochs - hyp.close_mosaic
+
+
+def validates(epoch: int, epochs: int, val_interval: int, noval: bool = False) -> bool:
+    """Whether 0-based ``epoch`` of an ``epochs``-long run ends with a validation: the last epoch always,
+    before it every ``val_interval``-th (epochs val_interval, 2 * val_interval, ... counted from 1, as
+    darknet's ``-map`` every 4 epochs; 1: every epoch, as yolov5), none under ``noval``."""
+    return epoch + 1 >= epochs or (not noval and (epoch + 1) % val_interval == 0)

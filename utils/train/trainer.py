@@ -30,7 +30,7 @@ from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, TrainP
 from utils.train.loss import build_criterion
 from utils.train.options import TrainOptions, hyp_with_flags, options_to_dict, resolve_resume, run_hyp
 from utils.train.runs import append_csv, increment_path, results_row, save_yaml, truncate_csv
-from utils.train.schedule import build_optimizer, lr_factor, mosaic_on, warmup_iterations
+from utils.train.schedule import build_optimizer, lr_factor, mosaic_on, validates, warmup_iterations
 
 LOGGER = logging.getLogger(__name__)
 
@@ -288,8 +288,8 @@ class Trainer:
             except NonFiniteLossError as err:
                 diverged = str(err)
             if main and diverged is None:
-                result = None  # --noval: no validation before the final epoch
-                if not opt.noval or epoch + 1 >= opt.epochs:
+                result = None  # an epoch that --val-interval or --noval does not validate
+                if validates(epoch, opt.epochs, opt.val_interval, opt.noval):
                     result = evaluate(self.eval_model(), self.val_loader, self.val_info.records,
                                       self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
                     diverged = _diverged(result, losses, epoch)
@@ -323,14 +323,15 @@ class Trainer:
 
     def _end_epoch(self, log: _Logger, epoch: int, losses: dict, result, stale: int) -> tuple[bool, int]:
         """Rank 0 after a good epoch: checkpoints, results row, early stopping. Returns ``(stop, stale)``.
-        ``result`` None (an epoch ``--noval`` did not validate): last.pt and the row's training columns only."""
+        ``result`` None (an epoch not validated): last.pt and the row's training columns only. ``stale``
+        counts epochs since the last improvement, validated or not, so ``--patience`` stays in epochs."""
         opt = self.opt
         row = results_row(epoch, losses, result, [g["lr"] for g in self.optimizer.param_groups])
         if result is None:
             save_checkpoint(self.checkpoint(epoch, {}), self.wdir / "last.pt")
             log.epoch(row)
-            LOGGER.info("epoch %d/%d (--noval: validated after epoch %d only)", epoch + 1, opt.epochs, opt.epochs)
-            return False, stale
+            LOGGER.info("epoch %d/%d (%s)", epoch + 1, opt.epochs, _next_validation(opt, epoch))
+            return False, stale + 1
         fitness = result.metrics.fitness
         improved = fitness > self.best_fitness
         stale = 0 if improved else stale + 1
@@ -381,6 +382,14 @@ class _Logger:
         from utils.eval.plots import plot_results
         plot_results(self.csv, self.save_dir / "results.png")
         self.tb.close()
+
+
+def _next_validation(opt: TrainOptions, epoch: int) -> str:
+    """What an epoch without validation says about the next one."""
+    if opt.noval:
+        return f"--noval: validated after epoch {opt.epochs} only"
+    nxt = next(e for e in range(epoch + 1, opt.epochs) if validates(e, opt.epochs, opt.val_interval))
+    return f"--val-interval {opt.val_interval}: next validation after epoch {nxt + 1}"
 
 
 def _log_close_mosaic(hyp: Hyp, epochs: int) -> None:

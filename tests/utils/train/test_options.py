@@ -28,9 +28,11 @@ def test_task_defaults_and_the_flags_given():
     assert (detect.cfg, detect.epochs, detect.img_size, detect.batch_size) == ("configs/yolov4_n.yaml", 40, 160, 16)
     assert (classify.cfg, classify.epochs, classify.img_size, classify.batch_size) == \
         ("configs/darknet19_cls_n.yaml", 30, 64, 32)
+    assert (detect.val_interval, classify.val_interval, TrainOptions().val_interval) == (4, 1, 4)
     assert detect.given == frozenset() and detect.workers is None and detect.device == ""
     opt = train.parse_args(["--epochs", "5", "--workers", "0", "--freeze", "3", "--quiet"])
     assert opt.given == {"epochs", "workers"} and opt.freeze == (3,) and opt.epochs == 5
+    assert train.parse_args(["--val-interval", "1"]).given == {"val_interval"}
     assert train.parse_args(["--resume"]).resume is True and train.parse_args(["--resume", "a/last.pt"]).resume == "a/last.pt"
 
 
@@ -41,6 +43,8 @@ def test_options_are_frozen_and_checked():
         TrainOptions(amp="fp8")
     with pytest.raises(ConfigError, match="epochs must be an integer >= 1, got 0"):
         TrainOptions(epochs=0)
+    with pytest.raises(ConfigError, match="val_interval must be an integer >= 1, got 0"):
+        TrainOptions(val_interval=0)
     with pytest.raises(ConfigError, match=r"x\.pt: training options: workers must be an integer >= 0, got -1"):
         options_from_dict({**OLD_OPT, "workers": -1}, "x.pt")
 
@@ -57,6 +61,7 @@ def test_plain_data_round_trip(tmp_path):
 def test_old_checkpoint_options():
     opt = options_from_dict(OLD_OPT, "old.pt")
     assert (opt.epochs, opt.batch_size, opt.workers, opt.channels_last, opt.given) == (1, 16, 0, True, frozenset())
+    assert opt.val_interval == 1                                         # saved before --val-interval: every epoch
     older = {k: v for k, v in OLD_OPT.items() if k != "channels_last"}   # trained before --channels-last existed
     assert options_from_dict(older, "older.pt").channels_last is False
     assert opt.cache == "off"                                            # saved before --cache auto: None meant no cache
@@ -73,6 +78,9 @@ def test_resume_overrides_only_what_the_command_gives():
     run = resumed_options(cmd, ckpt, path)
     assert (run.batch_size, run.workers, run.device, run.epochs) == (4, 2, "cpu", 5)
     assert (run.resume, run.save_dir, run.download) == (str(path), "runs/exp", True)
+    assert run.val_interval == 4                                         # the checkpoint's (TrainOptions' default)
+    again = resumed_options(train.parse_args(["--resume", str(path), "--val-interval", "1"]), ckpt, path)
+    assert (again.val_interval, again.batch_size) == (1, 8)
     longer = resumed_options(train.parse_args(["--resume", str(path), "--epochs", "7"]), ckpt, path)
     assert longer.epochs == 7
     with pytest.raises(RunComplete, match=r"complete \(2 of 2 epochs, all epochs trained\)"):
