@@ -5,6 +5,7 @@ around its phases -- imports, build, each epoch's training pass and validation, 
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --amp bf16 # a variant, a few epochs
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --workers 1
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --loader-thread
+    .venv/bin/python benchmarks/bench_main_job.py --val-interval 1     # what each epoch's validation costs
 
 Prints one JSON line: seconds per phase, per-epoch lists, one extra pass of the training loader
 alone (``loader_pass_s``, after training), torch threads, the final mAP@0.5, and the fp32 matmul
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--amp", default="auto", choices=("auto", "off", "fp16", "bf16"))
     ap.add_argument("--workers", type=int, default=None, help="default: the Trainer's (0 on 2 cores)")
     ap.add_argument("--loader-thread", action="store_true", help="prefetch training batches in a thread")
+    ap.add_argument("--val-interval", type=int, default=None,
+                    help="validate every Nth epoch and the last (default: the main job's; 1 times every epoch's)")
     ap.add_argument("--project", default="runs/bench_main_job")
     a = ap.parse_args(argv)
 
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     t_imports = time.perf_counter()
     probe_before = matmul_probe(threads=2)
     t0 = time.perf_counter()
-    extra = {"epochs": a.epochs} if a.epochs else {}
+    extra = {k: v for k, v in (("epochs", a.epochs), ("val_interval", a.val_interval)) if v is not None}
     try:
         opt = TrainOptions(seed=a.seed, amp=a.amp, workers=a.workers, quiet=True, project=a.project, name="run",
                            exist_ok=True, **extra)
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {k: round(v, 2) for k, v in out.items()}
     out.update(train_epoch_s=[round(v, 2) for v in times["train"]], val_epoch_s=[round(v, 2) for v in times["val"]],
                threads=torch.get_num_threads(), map50=round(summary["map50"], 4), amp=a.amp,
-               workers=trainer.opt.workers, loader_thread=a.loader_thread,
+               workers=trainer.opt.workers, loader_thread=a.loader_thread, val_interval=trainer.opt.val_interval,
                probe_gflops=[round(probe_before), round(matmul_probe(threads=2))], torch=torch.__version__)
     print(json.dumps(out))
     return 0
