@@ -1,5 +1,6 @@
 """Where the main job's wall time goes: train.py's Trainer (the main job's defaults) with timers
-around its phases -- imports, build, each epoch's training pass and validation, checkpoints.
+around its phases -- imports, build, each epoch's training pass and validation (or, on an epoch not
+validated, the one-batch divergence check), checkpoints.
 
     .venv/bin/python benchmarks/bench_main_job.py                       # the whole main job, seed 0
     .venv/bin/python benchmarks/bench_main_job.py --epochs 6 --amp bf16 # a variant, a few epochs
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.config import ConfigError
     from utils.train.options import TrainOptions
 
-    times: dict[str, list[float]] = {"train": [], "val": [], "ckpt": []}
+    times: dict[str, list[float]] = {"train": [], "val": [], "check": [], "ckpt": []}
 
     def timed(name, f):
         def wrapper(*args, **kw):
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer_module.train_one_epoch = timed("train", trainer_module.train_one_epoch)
     trainer_module.evaluate = timed("val", trainer_module.evaluate)
+    trainer_module.validation_losses = timed("check", trainer_module.validation_losses)  # unvalidated epochs
     trainer_module.save_checkpoint = timed("ckpt", trainer_module.save_checkpoint)
     t_imports = time.perf_counter()
     probe_before = matmul_probe(threads=2)
@@ -103,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     loader_pass = time.perf_counter() - t
     out = {"imports_s": t_imports - T_START, "build_s": t_built - t0, "fit_s": t_end - t_built,
-           "train_s": sum(times["train"]), "val_s": sum(times["val"]), "ckpt_s": sum(times["ckpt"])}
-    out["other_s"] = out["fit_s"] - out["train_s"] - out["val_s"] - out["ckpt_s"]
+           "train_s": sum(times["train"]), "val_s": sum(times["val"]), "check_s": sum(times["check"]), "ckpt_s": sum(times["ckpt"])}
+    out["other_s"] = out["fit_s"] - out["train_s"] - out["val_s"] - out["check_s"] - out["ckpt_s"]
     out["total_s"] = out["imports_s"] + out["build_s"] + out["fit_s"]   # the probe's seconds left out
     out["loader_pass_s"] = loader_pass
     out = {k: round(v, 2) for k, v in out.items()}

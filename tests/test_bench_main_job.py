@@ -24,7 +24,7 @@ def test_phases_add_up_and_the_loader_thread_changes_no_result(capsys, tmp_path,
     for r in (plain, threaded):
         assert len(r["train_epoch_s"]) == 1 and len(r["val_epoch_s"]) == 1
         assert r["ckpt_s"] > 0 and r["other_s"] >= -0.01
-        assert abs(r["train_s"] + r["val_s"] + r["ckpt_s"] + r["other_s"] - r["fit_s"]) < 0.02
+        assert abs(r["train_s"] + r["val_s"] + r["check_s"] + r["ckpt_s"] + r["other_s"] - r["fit_s"]) < 0.02
         assert r["probe_gflops"] == [1, 1]
         assert 0 < r["loader_pass_s"] < r["train_s"]
     assert threaded["loader_thread"] and not plain["loader_thread"]

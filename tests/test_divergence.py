@@ -50,7 +50,8 @@ def test_exploding_loss_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, c
     # batch 4: 8 batches an epoch; from the 12th training batch (epoch 2, batch 3) the loss is 1e6 x larger
     _patch(monkeypatch, start=12, factor=1e6)
     with caplog.at_level(logging.INFO):
-        rc = train.main(train_args(shapes_yaml, tmp_path, epochs=3, **{"batch-size": 4, "nan-retries": 1}))
+        rc = train.main(train_args(shapes_yaml, tmp_path, epochs=3, **{"batch-size": 4, "nan-retries": 1,
+                                                                        "val-interval": 1}))
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: training stopped: 3 consecutive bad batches")
@@ -60,10 +61,11 @@ def test_exploding_loss_reloads_then_stops(shapes_yaml, tmp_path, monkeypatch, c
     assert load_checkpoint(tmp_path / "exp" / "weights" / "best.pt")["epoch"] == 0
 
 
+@pytest.mark.parametrize("interval", ["1", "4"])   # 4: epoch 1 is not validated, one val batch is checked
 def test_non_finite_validation_loss_stops_without_a_checkpoint(shapes_yaml, tmp_path, monkeypatch, capsys,
-                                                               train_args):
+                                                               train_args, interval):
     _patch(monkeypatch, val_nan=True)
-    assert train.main(train_args(shapes_yaml, tmp_path, epochs=2)) == 2
+    assert train.main(train_args(shapes_yaml, tmp_path, epochs=2, **{"val-interval": interval})) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "non-finite validation box/obj/cls loss after epoch 1" in err and "no last.pt to reload yet" in err
@@ -82,17 +84,20 @@ def test_initial_weights_matching_no_tensor_are_an_error(shapes_yaml, tmp_path, 
     assert not (tmp_path / "exp" / "weights" / "last.pt").exists()
 
 
-def test_sgd_at_lr_one_without_clipping_is_stopped(shapes_yaml, tmp_path, capsys, train_args):
+@pytest.mark.parametrize("interval", ["1", "4"])   # 4: epoch 1 is not validated, one val batch is checked
+def test_sgd_at_lr_one_without_clipping_is_stopped(shapes_yaml, tmp_path, capsys, train_args, interval):
     """A real divergence, no patching: training losses stay ordinary while the BatchNorm running
     statistics blow up (validation loss ~1e14-1e15 measured); before the guard it ran to the end
-    and saved a best.pt with mAP@0.5 0.0002."""
+    and saved a best.pt with mAP@0.5 0.0002. On an epoch that is not validated the guard sees one
+    validation batch, so last.pt never holds the blown-up weights either."""
     import yaml
     hyp = yaml.safe_load(open("configs/hyp.shapes.yaml"))
     hyp.update(optimizer="SGD", lr0=1.0, warmup_epochs=0.0, grad_clip=0.0)
     (tmp_path / "hyp.yaml").write_text(yaml.safe_dump(hyp))
     rc = train.main(train_args(shapes_yaml, tmp_path, epochs=2, hyp=str(tmp_path / "hyp.yaml"),
-                               **{"batch-size": 4}))
+                               **{"batch-size": 4, "val-interval": interval}))
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert err.startswith("error: training stopped: ") and "validation" in err and "after epoch 1" in err
     assert not (tmp_path / "exp" / "weights" / "best.pt").exists()
+    assert not (tmp_path / "exp" / "weights" / "last.pt").exists()

@@ -300,7 +300,8 @@ def test_overfit_four_coco128_vehicle_images(tmp_path):
     import train
     rc = train.main(["--cfg", "configs/yolov4_n.yaml", "--data", str(cfg_yaml), "--hyp", str(hyp), "--epochs", "150",
                      "--batch-size", "4", "--img-size", "256", "--workers", "0", "--device", "cpu", "--project",
-                     str(tmp_path), "--name", "overfit", "--quiet", "--patience", "0", "--noautoanchor"])
+                     str(tmp_path), "--name", "overfit", "--quiet", "--patience", "0", "--noautoanchor",
+                     "--val-interval", "1"])   # the best of every epoch, as calibrated
     assert rc == 0
     rows = (tmp_path / "overfit" / "results.csv").read_text().splitlines()
     best = max(float(r.split(",")[rows[0].split(",").index("metrics/mAP_0.5")]) for r in rows[1:])
@@ -341,6 +342,30 @@ def test_channels_last_model_computes_the_same():
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for (name, p), q in zip(plain.named_parameters(), nhwc.parameters()):   # summation order differs
         assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm() + 1e-6, name
+
+
+def test_validation_losses_are_evaluates_on_the_batches_they_read(shapes_yaml, tmp_path):
+    """The divergence check of an unvalidated epoch: over every val batch it gives evaluate()'s losses
+    (the same forward and criterion), on the first batch alone that batch's, and leaves the mode as it was."""
+    from utils.eval.evaluate import EvalSettings, evaluate, validation_losses
+    from utils.train.options import TrainOptions
+    from utils.train.trainer import Trainer
+    opt = TrainOptions(cfg=str(ROOT / "configs" / "yolov4_n.yaml"), data=str(shapes_yaml), epochs=1, img_size=64,
+                       batch_size=4, device="cpu", workers=0, project=str(tmp_path), quiet=True, noautoanchor=True)
+    t = Trainer(opt)
+    model, dev = t.eval_model(), torch.device("cpu")
+    model.train()
+    full = evaluate(model, t.val_loader, t.val_info.records, t.names, EvalSettings(), dev, t.criterion,
+                    show_progress=False).losses
+    n = len(t.val_loader)
+    assert n == 2   # 16 val images, val batches of 2 x 4
+    assert validation_losses(model, t.val_loader, dev, t.criterion, batches=n) == pytest.approx(full, rel=1e-6)
+    first = validation_losses(model, t.val_loader, dev, t.criterion)
+    assert model.training and set(first) == set(full) and first != full
+    imgs, targets, *_ = next(iter(t.val_loader))
+    with torch.no_grad():
+        _, items = t.criterion([r.float() for r in model.eval()(imgs.float() / 255)[1]], targets)
+    assert first == pytest.approx({k: float(v) for k, v in items.items() if k in first}, rel=1e-6)
 
 
 def test_validation_runs_a_fused_copy_of_the_ema(shapes_yaml, tmp_path):

@@ -80,6 +80,27 @@ def evaluate(model: nn.Module, loader, records, names: list[str], settings: Eval
     return EvalResult(metrics, losses, dets, dict(zip(("preprocess", "inference", "nms"), (t * 1000 / n).tolist())))
 
 
+@torch.no_grad()
+def validation_losses(model: nn.Module, loader, device: torch.device, criterion, batches: int = 1,
+                      half: bool = False) -> dict[str, float]:
+    """Mean box/obj/cls losses of ``model`` in eval mode on the first ``batches`` batches of ``loader``,
+    no NMS and no metrics: the divergence check of an epoch that is not validated (a blown-up model
+    shows on one batch; ~1/20 of a validation's time on the main job)."""
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    loss_sum, n = torch.zeros(len(LOSS_NAMES)), 0
+    for imgs, targets, *_ in loader:
+        _, raw = model(preprocess(imgs, device, half))
+        _, items = criterion([r.float() for r in raw], targets.to(device))
+        loss_sum += torch.stack([items[k].float().cpu() for k in LOSS_NAMES])
+        n += 1
+        if n >= batches:
+            break
+    model.train(was_training)
+    return {k: float(v) for k, v in zip(LOSS_NAMES, (loss_sum / max(n, 1)).tolist())}
+
+
 def format_table(m: DetectionMetrics) -> str:
     """The yolov5-style table: Class, Images, Instances, P, R, mAP@.5, mAP@.5:.95."""
     lines = [f"{'Class':>20}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP@.5':>11}{'mAP@.5:.95':>11}"]

@@ -25,7 +25,7 @@ from utils.train.checkpoint import CheckpointError, load_checkpoint, rng_state, 
 from utils.config import ConfigError, Hyp, hyp_from_dict
 from utils.cli.device import select_device
 from utils.train.ema import ModelEMA, unwrap
-from utils.eval.evaluate import EvalSettings, evaluate, format_table
+from utils.eval.evaluate import EvalSettings, evaluate, format_table, validation_losses
 from utils.train.loop import LoopSettings, LoopState, NonFiniteLossError, TrainParts, is_finite_model, train_one_epoch
 from utils.train.loss import build_criterion
 from utils.train.options import TrainOptions, hyp_with_flags, options_to_dict, resolve_resume, run_hyp
@@ -288,11 +288,15 @@ class Trainer:
             except NonFiniteLossError as err:
                 diverged = str(err)
             if main and diverged is None:
-                result = None  # an epoch that --val-interval or --noval does not validate
                 if validates(epoch, opt.epochs, opt.val_interval, opt.noval):
                     result = evaluate(self.eval_model(), self.val_loader, self.val_info.records,
                                       self.names, ev, self.device, self.criterion, show_progress=not opt.quiet)
-                    diverged = _diverged(result, losses, epoch)
+                    val_losses = result.losses
+                else:  # not validated (--val-interval, --noval): the divergence check still sees a val batch
+                    result = None
+                    weights = self.ema.ema if self.ema else self.model   # unfolded: no copy for one batch
+                    val_losses = validation_losses(weights, self.val_loader, self.device, self.criterion)
+                diverged = _diverged(val_losses, losses, epoch)
                 if diverged is None:
                     stop, stale = self._end_epoch(log, epoch, losses, result, stale)
             stop, diverged = dist.broadcast_object((stop, diverged))  # one decision for every rank
@@ -406,15 +410,16 @@ def _log_close_mosaic(hyp: Hyp, epochs: int) -> None:
 VAL_EXPLODE_FACTOR = 1000.0  # measured: a healthy first epoch's validation loss is 1-4x the training loss
 
 
-def _diverged(result, train_losses: dict[str, float], epoch: int) -> str | None:
+def _diverged(val_losses: dict[str, float], train_losses: dict[str, float], epoch: int) -> str | None:
     """A validation loss that is not finite, or ``VAL_EXPLODE_FACTOR`` times the epoch's training
     loss, means the weights have blown up even where the training losses still passed (e.g. SGD at
     lr0 1.0 without clipping: training losses ~0.3, validation 3e15 through exploded BatchNorm
-    statistics): treat it like repeated non-finite training losses."""
-    bad = [k for k, v in result.losses.items() if not math.isfinite(v)]
+    statistics): treat it like repeated non-finite training losses. ``val_losses``: a validation's, or on
+    an epoch that is not validated, one validation batch's (:func:`validation_losses`)."""
+    bad = [k for k, v in val_losses.items() if not math.isfinite(v)]
     if bad:
         return f"non-finite validation {'/'.join(bad)} loss after epoch {epoch + 1}"
-    val, train = sum(result.losses.values()), sum(train_losses.values())
+    val, train = sum(val_losses.values()), sum(train_losses.values())
     if val > VAL_EXPLODE_FACTOR * max(train, 1e-12):
         return (f"exploded validation loss {val:.3g} after epoch {epoch + 1} ({val / max(train, 1e-12):.3g}x the "
                 f"training loss {train:.3g})")
