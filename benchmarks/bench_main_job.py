@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     loader_pass = time.perf_counter() - t
     out = {"imports_s": t_imports - T_START, "build_s": t_built - t0, "fit_s": t_end - t_built,
-           "train_s": sum(times["train"]), "val_s": sum(times["val"]), "check_s": sum(times["check"]), "ckpt_s": sum(times["ckpt"])}
+           **{f"{k}_s": sum(v) for k, v in times.items()}}
     out["other_s"] = out["fit_s"] - out["train_s"] - out["val_s"] - out["check_s"] - out["ckpt_s"]
     out["total_s"] = out["imports_s"] + out["build_s"] + out["fit_s"]   # the probe's seconds left out
     out["loader_pass_s"] = loader_pass

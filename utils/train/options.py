@@ -31,7 +31,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {  # what an omitted flag means for e
                  "hyp": "configs/hyp.classify_shapes.yaml", "epochs": 30, "img_size": 64, "batch_size": 32,
                  "val_interval": 1},
 }
-RESUME_OVERRIDES = ("device", "batch_size", "workers", "val_interval")  # flags a --resume command may change (and --epochs)
+RESUME_OVERRIDES = ("device", "batch_size", "workers", "val_interval")  # what --resume may change (and --epochs)
 OLD_DEFAULTS = {"channels_last": False, "val_interval": 1}  # checkpoints from before a flag existed trained without it
 OLD_VALUES = {"cache": {None: "off"}}      # values older checkpoints stored, as they read now
 
@@ -69,7 +69,7 @@ class TrainOptions:
     noautoanchor: bool = False              # keep the YAML anchors even if k-means fits better
     nan_retries: int = 3                    # reloads of last.pt after repeated non-finite losses
     # --- validation --------------------------------------------------------------------------
-    val_interval: int = 4                   # detect: validate after every Nth epoch and the last (darknet's -map: 4; yolov5: 1)
+    val_interval: int = 4                   # detect: validate every Nth epoch and the last (darknet -map: 4; yolov5: 1)
     noval: bool = False                     # validate after the final epoch only (yolov5's --noval; no early stopping)
     nms: str = "nms"                        # nms | diou
     iou_thres: float = 0.65                 # NMS IoU threshold
