@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import statistics
 import tempfile
 import time
@@ -27,13 +26,7 @@ from utils.darknet.build import translate
 from utils.darknet.cfg import read_cfg
 from utils.darknet.io import import_darknet
 from utils.darknet.weights import random_state, write_weights
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+from machine_probe import cpu_name  # same folder (run as a script)
 
 
 def timed(fn, warmup: int, reps: int) -> list[float]:

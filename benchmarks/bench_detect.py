@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import re
 import subprocess
 import sys
@@ -19,15 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from models.yolo import Model
 from utils.train.checkpoint import save_checkpoint
+from machine_probe import cpu_name  # same folder (run as a script)
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "train2017"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run(config: str, images: list[Path], img_size: int, device: str, tmp: Path) -> dict:

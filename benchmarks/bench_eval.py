@@ -43,6 +43,7 @@ import torchvision
 
 from utils.eval.metrics import ImageDet, ImageGT, coco_evaluate
 from utils.ops.nms import batched_diou_nms, greedy_iou_nms, non_max_suppression
+from machine_probe import cpu_name  # same folder (run as a script)
 
 THREADS = 2
 
@@ -246,16 +247,6 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1,000 images and fewer repetitions")
@@ -282,7 +273,7 @@ def main() -> None:
     mode = "quick" if args.quick else "default"
     print(f"## evaluation benchmark ({mode}), {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print()
-    print(f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {THREADS} "
+    print(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {THREADS} "
           f"(NMS rows {args.nms_threads}), load average {os.getloadavg()[0]:.1f} at the end, "
           f"{platform.platform()}")
     print(f"- python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(w.startswith("yolov5") or "@" in w for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
         return 2
-    from machine_probe import matmul_probe  # imports torch: only where a run measures
+    from machine_probe import cpu_name, matmul_probe
     probes, cells = [], []
     if a.rescore_peer:
         rescore_peer_cells(a.work)
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                         run_cell(a, task, recipe, who, seed)
         probes.append(matmul_probe(threads=2))
     cells = [load_cell(p) for p in sorted(a.work.glob("*/*/*/seed*/cell.json"))]
-    header = (f"Learning benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+    header = (f"Learning benchmark, {time.strftime('%Y-%m-%d')}, {cpu_name()}, "
               f"{os.cpu_count()} cores; {_versions()}")
     text = report(cells, probes, header)
     print(text)

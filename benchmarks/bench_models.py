@@ -32,7 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from machine_probe import matmul_probe  # same folder (run as a script)
+from machine_probe import cpu_name, matmul_probe  # same folder (run as a script)
 from models.summary import count_parameters, gflops
 from models.yolo import Model, load_model_cfg
 
@@ -57,18 +57,6 @@ def build(path: Path, nc: int = NC) -> Model:
     cfg.pop("pretrained", None)  # random weights; never download
     torch.manual_seed(0)
     return Model(cfg, nc=nc).eval()
-
-
-def cpu_name() -> str:
-    """``model name`` of /proc/cpuinfo plus the vector extensions torch can use."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    flags = set(info.get("flags", "").split())
-    ext = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{info.get('model name', 'unknown CPU')} ({'/'.join(ext) or 'no avx2'})"
 
 
 def time_forward(model: torch.nn.Module, x: torch.Tensor, warmup: int, runs: int) -> list[float]:

@@ -78,7 +78,7 @@ from utils.data.loader import LoaderSettings, build_dataloader
 from utils.train.loss import build_criterion
 from utils.train.schedule import build_optimizer
 from bench_models import model_configs  # same folder (run as a script)
-from machine_probe import matmul_probe
+from machine_probe import cpu_name, matmul_probe
 
 VEHICLES = ["motorcycle", "car", "bus", "truck"]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "coco128"
@@ -89,13 +89,6 @@ PHASES = ("fwd+loss", "bwd", "clip+SGD", "EMA")
 
 
 # ------------------------------------------------------------------------------------ machine
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
 def status_kib(key: str) -> int:
     """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``); 0 where unavailable."""
     try:
@@ -429,7 +422,7 @@ def report(args, n_images: int, probes: tuple[float, float], wall_s: float, cpu_
            skipped: list[str], peer: tuple, cuda_rows: list[RowResult]) -> None:
     """Print the markdown report: environment, the CPU table, the peer ratio and rows, the CUDA table."""
     print(f"## training step throughput, {time.strftime('%Y-%m-%d %H:%M %Z')}\n")
-    print(f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
+    print(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
           f"{platform.platform()}; python {platform.python_version()}, torch {torch.__version__}")
     print(f"- machine probe, torch.mm 2048² fp32: start {probes[0]:.1f} GFLOP/s, end {probes[1]:.1f} GFLOP/s")
     print(f"- data: COCO128 train, vehicle classes only ({n_images} images), mosaic batches from "

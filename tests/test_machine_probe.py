@@ -22,7 +22,7 @@ def test_rate_is_two_n_cubed_over_the_median_product_time(monkeypatch):
 
 def test_runs_at_the_threads_asked_and_restores_the_callers(monkeypatch):
     seen, real_mm = [], torch.mm
-    monkeypatch.setattr(machine_probe.torch, "mm", lambda a, b: (seen.append(torch.get_num_threads()), real_mm(a, b))[1])
+    monkeypatch.setattr(torch, "mm", lambda a, b: (seen.append(torch.get_num_threads()), real_mm(a, b))[1])
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -38,7 +38,7 @@ def test_runs_at_the_threads_asked_and_restores_the_callers(monkeypatch):
 def test_thread_count_is_restored_when_a_product_fails(monkeypatch):
     def boom(a, b):
         raise RuntimeError("out of memory")
-    monkeypatch.setattr(machine_probe.torch, "mm", boom)
+    monkeypatch.setattr(torch, "mm", boom)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -50,10 +50,11 @@ def test_thread_count_is_restored_when_a_product_fails(monkeypatch):
 
 
 def test_script_prints_the_probe_and_refuses_a_zero_size():
-    ok = subprocess.run([sys.executable, str(SCRIPT), "--n", "64", "--reps", "2"], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, str(SCRIPT), "--n", "256", "--reps", "2"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     line = ok.stdout.strip()
-    assert line.startswith("fp32 64x64 matmul probe: ") and "median of 2, 2 torch threads" in line
+    assert line.startswith("fp32 256x256 matmul probe: ") and "median of 2, 2 torch threads" in line
     assert float(line.split(": ")[1].split()[0]) > 0
     bad = subprocess.run([sys.executable, str(SCRIPT), "--n", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--n 0: must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
+
