@@ -58,3 +58,17 @@ def test_script_prints_the_probe_and_refuses_a_zero_size():
     bad = subprocess.run([sys.executable, str(SCRIPT), "--n", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--n 0: must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
 
+
+def test_cpu_name_is_cpuinfos_model_name_and_importing_loads_no_torch():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this machine")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")), None)
+    if model is None:
+        pytest.skip("/proc/cpuinfo names no model here")
+    assert machine_probe.cpu_name().startswith(f"{model} (")
+    # main_job_seeds.py names the machine without loading torch (and OpenMP) in the process that times train.py
+    code = f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import machine_probe, main_job_seeds; " \
+           "machine_probe.cpu_name(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
