@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         from yolov5 import train
         train.run(data=a.data, cfg=a.cfg, weights="", hyp=a.hyp, epochs=a.epochs, batch_size=a.batch, imgsz=a.img,
                   seed=a.seed, optimizer=a.optimizer, cos_lr=a.cos_lr, workers=0, device="cpu",
-                  project=str(out.parent), name=out.name, exist_ok=True, noplots=True)
+                  project=str(out.parent), name=out.name, exist_ok=True, noplots=True,
+                  patience=0)   # 0 = never stop early (as this project's --patience 0): every cell runs its epochs
     elif a.mode == "state":  # the checkpoint's (EMA) weights as plain tensors, for benchmarks/peer_weights.py
         import torch
         ckpt = torch.load(a.weights, map_location="cpu", weights_only=False)

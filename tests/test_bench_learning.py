@@ -113,3 +113,21 @@ def test_report_header_says_when_the_peer_venv_cannot_report_its_versions(tmp_pa
     assert f"peer venv {sys.executable} did not report torch/yolov5/OpenCV" in text
     monkeypatch.setattr(bench_learning, "PEER", tmp_path / "missing")
     assert "no peer venv" in bench_learning._versions()
+
+
+def test_vehicles_fit_task_is_every_vehicle_image_with_val_equal_to_train(tmp_path):
+    """COCO128 holds 20 images with a motorcycle/car/bus/truck (71 boxes, one of them iscrowd), coco-mini
+    train 11 (53) and val 10 (31): 41 images and 154 non-crowd boxes, validated on the same files."""
+    import pytest
+    if not (bench_learning.SHARED / "coco-mini").is_dir():
+        pytest.skip(f"{bench_learning.SHARED} is absent (the shared COCO slices)")
+    data = bench_learning.prepare_task("vehicles-fit", tmp_path)
+    cfg = yaml.safe_load(data.read_text())
+    assert cfg["names"] == ["motorcycle", "car", "bus", "truck"]
+    root = Path(cfg["path"])
+    labels = sorted((root / "labels" / "train").iterdir())
+    assert len(list((root / "images" / "train").iterdir())) == len(labels) == 41
+    lines = [ln for f in labels for ln in f.read_text().splitlines()]
+    assert len(lines) == 154 and all(ln.split()[0] in "0123" for ln in lines)
+    assert (root / "images" / "val").resolve() == (root / "images" / "train").resolve()
+    assert bench_learning.TASK_SIZE["vehicles-fit"] == 320
