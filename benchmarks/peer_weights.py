@@ -9,7 +9,8 @@ the two frameworks is learned (training) or measured (inference, NMS, scoring).
 ``--template`` is a checkpoint of this project's ``configs/yolov5n_layout.yaml`` trained on the same data
 (it supplies the model YAML, class names and category ids); its weights are replaced tensor for tensor
 by name (yolov5n_layout uses yolov5's module names; ``detect.*`` is the head's alias of ``model.24.*``).
-Anchors and strides are the template's (the same pixels: yolov5 stores them in grid units).
+Strides are the template's; anchors are yolov5's own, which its autoanchor may have refitted to the data,
+turned from its grid units into this project's input pixels (x the template's stride per level).
 """
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ from utils.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def peer_state_into(template: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The template's model state with every weight taken from the yolov5 ``state`` of the same name."""
+    """The template's model state with every weight taken from the yolov5 ``state`` of the same name
+    (anchors: yolov5's grid units x the template's strides)."""
     out, missing = {}, []
     for key, value in template.items():
         src = "model.24." + key[len("detect."):] if key.startswith("detect.") else key
-        if src.endswith(("anchors", "stride")):
+        if src.endswith("stride"):
             out[key] = value.clone()
+        elif src.endswith("anchors") and src in state and state[src].shape == value.shape:
+            stride = template[key[: -len("anchors")] + "stride"]
+            out[key] = (state[src].to(value.dtype) * stride.view(-1, 1, 1)).clone()
         elif src in state and state[src].shape == value.shape:
             out[key] = state[src].to(value.dtype).clone()
         else:

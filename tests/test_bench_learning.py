@@ -51,7 +51,8 @@ def test_peer_predictions_take_the_dataset_category_ids(tmp_path):
 
 def test_peer_weights_fill_every_tensor_of_yolov5n_layout_by_name():
     """benchmarks/peer_weights.py: a yolov5-named state (no ``detect.*`` alias, no stride buffer, anchors
-    in grid units) fills every tensor of yolov5n_layout; a missing tensor is one error line."""
+    in grid units, maybe refitted by its autoanchor) fills every tensor of yolov5n_layout, the anchors in
+    pixels; a missing tensor is one error line."""
     import pytest
     import torch
     from models.yolo import Model, load_model_cfg
@@ -60,12 +61,16 @@ def test_peer_weights_fill_every_tensor_of_yolov5n_layout_by_name():
     template = Model(load_model_cfg("configs/yolov5n_layout.yaml"), nc=4).state_dict()
     peer = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in template.items()
             if not k.startswith("detect.") and not k.endswith("stride")}
-    peer["model.24.anchors"] = template["model.24.anchors"] / 8    # yolov5's grid units: not copied
+    # yolov5's autoanchor refitted: P3 (6,5) (18,10) (39,27) px = grid units / 8, P4 / 16, P5 / 32
+    fitted = torch.tensor([[6, 5, 18, 10, 39, 27], [76, 25, 65, 73, 116, 68], [137, 133, 217, 112, 290, 211]],
+                          dtype=torch.float32).view(3, 3, 2)
+    peer["model.24.anchors"] = fitted / torch.tensor([8.0, 16.0, 32.0]).view(3, 1, 1)
     out = peer_weights.peer_state_into(template, peer)
     assert out.keys() == template.keys()
     assert torch.equal(out["model.0.conv.weight"], peer["model.0.conv.weight"])
     assert torch.equal(out["detect.m.2.bias"], peer["model.24.m.2.bias"])        # the head alias
-    assert torch.equal(out["model.24.anchors"], template["model.24.anchors"])    # pixels kept
+    assert torch.allclose(out["model.24.anchors"], fitted) and torch.allclose(out["detect.anchors"], fitted)
+    assert torch.equal(out["detect.stride"], template["detect.stride"])          # 8, 16, 32 kept
     del peer["model.23.cv3.conv.weight"]
     with pytest.raises(SystemExit, match="1 tensors have no yolov5 counterpart, e.g. model.23.cv3.conv.weight"):
         peer_weights.peer_state_into(template, peer)
