@@ -18,7 +18,7 @@ Tasks (datasets are written once under ``--work``/data, YOLO txt labels that bot
 * ``vehicles``: COCO128 + coco-mini train (208 images) -> coco-mini val (79), motorcycle/car/bus/truck, 320 px.
   From scratch at a CPU budget no detector learns these classes from 31 images (both frameworks ~0 mAP).
 * ``vehicles-fit``: every image of COCO128 and coco-mini (train and val) that holds a motorcycle, car, bus or
-  truck (41 images, 155 boxes), train = val as yolov5's coco128.yaml, 320 px: how fast each framework fits
+  truck (41 images, 154 non-crowd boxes), train = val as yolov5's coco128.yaml, 320 px: how fast each framework fits
   real photographs at the same recipe, which a CPU can measure (a fit, not generalisation).
 
 Recipes: ``same`` = this project's configs/hyp.scratch.yaml against yolov5's own hyp.scratch-low.yaml
