@@ -50,6 +50,8 @@ from pathlib import Path
 
 import yaml
 
+from learning_models import VARIANTS, model_cfg, model_file
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 PEER = Path.home() / ".cache" / "peer-venv" / "bin" / "python"
@@ -167,7 +169,7 @@ def run_ours(cell: Path, data: Path, model: str, hyp: Path, a, seed: int, log: P
     ``<name>@yolov5-data+our-mosaic``: yolov5's loader with our mosaic + affine inside;
     ``<name>@peer-python``: plain train.py run by the peer venv's python (its package versions, no yolov5)."""
     model, _, data_path = model.partition("@")
-    common = ["--cfg", f"configs/{model}.yaml", "--data", str(data), "--hyp", str(hyp), "--epochs", str(a.epochs),
+    common = ["--cfg", str(model_cfg(model, cell)), "--data", str(data), "--hyp", str(hyp), "--epochs", str(a.epochs),
               "--img-size", str(a.size), "--batch-size", str(a.batch), "--seed", str(seed), "--project", str(cell),
               "--name", "train"]
     loaders = {"yolov5-data": "yolov5", "peer-venv": "ours", "yolov5-data+our-mosaic": "yolov5+our-mosaic"}
@@ -346,9 +348,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--recipes", nargs="+", default=["same"], choices=sorted(RECIPES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--who", nargs="+", default=["ours-yolov4_n", "ours-yolov5n_layout", "yolov5-yolov5n"],
-                    help="cells: ours-<config name>[@yolov5-data | @peer-venv | @peer-python | "
+                    help="cells: ours-<model>[@yolov5-data | @peer-venv | @peer-python | "
                          "@yolov5-data+our-mosaic] and/or yolov5-yolov5n[@ours-data]; the @ forms swap "
-                         "dataloaders or venvs (benchmarks/cross_data.py, run_ours / run_peer docstrings)")
+                         "dataloaders or venvs (benchmarks/cross_data.py, run_ours / run_peer docstrings); <model>: "
+                         "a configs/ or benchmarks/configs/ YAML name, or a VARIANTS entry (e.g. yolov4_n_eps3)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--img-size", type=int, default=None, help="default per task: shapes 160, COCO tasks 320")
     ap.add_argument("--batch", type=int, default=16)
@@ -371,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     PEER = a.peer_python
     if any(w.startswith("yolov5") or "@" in w for w in a.who) and not PEER.exists() and not a.report_only:
         print(f"error: no peer venv at {PEER} (set it up as ../shared/bench/peer_bench.py says)", file=sys.stderr)
+        return 2
+    models = {w.split("-", 1)[1].partition("@")[0] for w in a.who if w.startswith("ours-")}
+    unknown = sorted(m for m in models if model_file(m) is None and m not in VARIANTS)
+    if unknown and not a.report_only:
+        print(f"error: --who ours-{unknown[0]}: no configs/{unknown[0]}.yaml, benchmarks/configs/{unknown[0]}.yaml "
+              f"or variant ({', '.join(VARIANTS)})", file=sys.stderr)
         return 2
     from machine_probe import cpu_name, matmul_probe
     probes, cells = [], []

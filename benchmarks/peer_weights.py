@@ -32,7 +32,7 @@ def peer_state_into(template: dict, state: dict[str, torch.Tensor]) -> dict[str,
             out[key] = value.clone()
         elif src.endswith("anchors") and src in state and state[src].shape == value.shape:
             stride = template[key[: -len("anchors")] + "stride"]
-            out[key] = (state[src].to(value.dtype) * stride.view(-1, 1, 1)).clone()
+            out[key] = state[src].to(value.dtype) * stride.view(-1, 1, 1)
         elif src in state and state[src].shape == value.shape:
             out[key] = state[src].to(value.dtype).clone()
         else:

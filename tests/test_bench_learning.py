@@ -136,3 +136,28 @@ def test_vehicles_fit_task_is_every_vehicle_image_with_val_equal_to_train(tmp_pa
     assert len(lines) == 154 and all(ln.split()[0] in "0123" for ln in lines)
     assert (root / "images" / "val").resolve() == (root / "images" / "train").resolve()
     assert bench_learning.TASK_SIZE["vehicles-fit"] == 320
+
+
+def test_ablation_models_build_with_the_parameter_counts_results_md_quotes(tmp_path):
+    """--who ours-<model> resolves configs/, then benchmarks/configs/ (the two hybrids of the eighteenth session's
+    ablation: 1,802,921 and 2,259,953 parameters at nc 4), then a VARIANTS entry written into the cell, which
+    differs from its base model in the given keys only; an unknown name stops before any cell with one line."""
+    import learning_models as lm
+    from models.yolo import Model, load_model_cfg
+
+    def params(path):
+        return sum(p.numel() for p in Model(load_model_cfg(path), nc=4).parameters())
+
+    assert lm.model_cfg("yolov4_n", tmp_path) == lm.ROOT / "configs" / "yolov4_n.yaml"
+    assert params(lm.model_cfg("hyb_v4bb_v5neck", tmp_path)) == 1_802_921
+    assert params(lm.model_cfg("hyb_v5bb_v4neck", tmp_path)) == 2_259_953
+    for name, (base, keys) in lm.VARIANTS.items():
+        path = lm.model_cfg(name, tmp_path)
+        assert path == tmp_path / f"{name}.yaml"
+        derived, original = load_model_cfg(path), load_model_cfg(lm.ROOT / "configs" / f"{base}.yaml")
+        changed = {k for k in derived.keys() | original.keys() if derived.get(k) != original.get(k)}
+        assert changed - {"source"} == set(keys)                          # source: the file each was read from
+        assert all(derived[k] == v for k, v in keys.items())
+        assert params(path) == params(lm.ROOT / "configs" / f"{base}.yaml")   # anchors / eps: same weights
+    assert bench_learning.main(["--who", "ours-no_such_model", "--work", str(tmp_path / "w")]) == 2
+    assert not (tmp_path / "w").exists()
