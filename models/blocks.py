@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.activations import Hardswish, Mish, SiLU
+
 ACTIVATIONS = {
     "leaky": lambda: nn.LeakyReLU(0.1, inplace=True),
-    "mish": lambda: nn.Mish(inplace=True),
-    "silu": lambda: nn.SiLU(inplace=True),
+    "mish": Mish,
+    "silu": SiLU,
     "relu": lambda: nn.ReLU(inplace=True),
     "relu6": lambda: nn.ReLU6(inplace=True),
-    "hswish": lambda: nn.Hardswish(inplace=True),
+    "hswish": Hardswish,
     "linear": lambda: nn.Identity(),
 }
 

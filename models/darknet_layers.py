@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.activations import Mish, SiLU
+
 BN_EPS = 1e-6
 
 ACTIVATIONS = {
     "linear": nn.Identity,
     "leaky": lambda: nn.LeakyReLU(0.1, inplace=True),
-    "mish": lambda: nn.Mish(inplace=True),
-    "swish": lambda: nn.SiLU(inplace=True),
+    "mish": Mish,
+    "swish": SiLU,
     "logistic": nn.Sigmoid,
     "relu": lambda: nn.ReLU(inplace=True),
     "tanh": nn.Tanh,

@@ -75,7 +75,7 @@ class _Writer:
 
 def act_name(act: nn.Module, w: _Writer) -> str:
     for cls, name in _ACT_NAMES:
-        if type(act) is cls and (cls is not nn.LeakyReLU or abs(act.negative_slope - 0.1) < 1e-12):
+        if isinstance(act, cls) and (cls is not nn.LeakyReLU or abs(act.negative_slope - 0.1) < 1e-12):
             return name
     w.fail(f"activation {act} has no darknet equivalent")
     return ""
