@@ -56,6 +56,23 @@ def test_peer_batches_give_our_tuples():
     assert out[0][2] == ["a.jpg", "b.jpg"] and out[0][1] is targets
 
 
+def test_peer_batches_take_the_trainers_close_mosaic_switch():
+    """Trainer.fit calls ``set_mosaic`` on the training sampler every epoch; on yolov5's loader it sets the
+    dataset's own flag, and never turns on a mosaic yolov5 had off (rect or no augmentation)."""
+    class Loader(list):
+        pass
+
+    for initially in (True, False):
+        loader = Loader()
+        loader.dataset = type("D", (), {"mosaic": initially})()
+        peer = cross_data.PeerBatches(loader)
+        seen = []
+        for on in (True, False, True):
+            peer.sampler.set_mosaic(on)
+            seen.append(loader.dataset.mosaic)
+        assert seen == ([True, False, True] if initially else [False, False, False])
+
+
 @pytest.mark.parametrize("who", ["ours-yolov5n_layout@nowhere", "yolov5-yolov5n@nowhere"])
 def test_an_unknown_data_path_in_who_is_refused(tmp_path, who):
     a = type("A", (), {"work": tmp_path, "epochs": 1, "size": 64, "batch": 4})()
