@@ -35,6 +35,8 @@ class PeerBatches:
 
     def __init__(self, loader):
         self.loader, self.sampler = loader, self
+        self._dataset = getattr(loader, "dataset", None)   # yolov5's dataset, not ours: kept private
+        self._mosaic = bool(getattr(self._dataset, "mosaic", False))   # yolov5's own choice (off for rect / no augment)
 
     def set_epoch(self, epoch: int) -> None:
         pass
@@ -42,11 +44,8 @@ class PeerBatches:
     def set_mosaic(self, on: bool) -> None:
         """The Trainer's close_mosaic switch, passed to yolov5's dataset (its ``mosaic`` flag, read per sample
         in this process: the cross runs use no loader workers); off stays off where yolov5 had it off."""
-        dataset = getattr(self.loader, "dataset", None)
-        if dataset is not None and hasattr(dataset, "mosaic"):
-            if not hasattr(self, "_mosaic"):
-                self._mosaic = bool(dataset.mosaic)
-            dataset.mosaic = self._mosaic and bool(on)
+        if hasattr(self._dataset, "mosaic"):
+            self._dataset.mosaic = self._mosaic and bool(on)
 
     def __len__(self) -> int:
         return len(self.loader)
